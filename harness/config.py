@@ -1,0 +1,133 @@
+"""Run configuration: a YAML file and command-line flags, validated into one record.
+
+Flags override the file. Unknown keys are errors naming the file and key. The config
+hash covers everything that changes outputs (model, tasks, variants, decoding, prompt
+format), not where results go.
+
+Example:
+    >>> cfg = RunConfig.from_sources(None, {"model": "tiny-random-llama", "tasks": "instructions-mini", "limit": 4})
+    >>> cfg.variants, cfg.limit
+    (('none', 'rules'), 4)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+from harness.errors import HarnessError, did_you_mean
+from harness.records import DecodingParams
+
+
+def _split(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v).strip() for v in value)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``harness run`` needs. See ``harness run --help`` for each field."""
+
+    model: str = "gemma-3-270m"
+    tasks: tuple[str, ...] = ()
+    prompts: str | None = None
+    variants: tuple[str, ...] = ("none", "rules")
+    limit: int | None = None
+    max_new_tokens: int = 256
+    batch_size: int = 8
+    store: str = "results"
+    address: str | None = None
+    replicas: str = "1"
+    num_cpus: int | None = None
+    threads: int | None = None
+    no_ray: bool = False
+    tasks_dirs: tuple[str, ...] = ()
+    data: tuple[str, ...] = ()  # task=PATH overrides
+    experts: tuple[str, ...] = ()  # user expert YAML files
+    prompt_format: str | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    combine: str = "logit-add"
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    run_id: str | None = None
+    trace: bool = False
+    source: str = "<flags>"
+
+    @classmethod
+    def from_sources(cls, path: str | Path | None, flags: dict) -> RunConfig:
+        """Merge a YAML config file (if any) with flags (``None`` flags are ignored)."""
+        raw: dict = {}
+        source = "<flags>"
+        if path is not None:
+            source = str(path)
+            p = Path(path)
+            if not p.is_file():
+                raise HarnessError(f"{path}: config file not found")
+            try:
+                raw = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                raise HarnessError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+            if not isinstance(raw, dict):
+                raise HarnessError(f"{path}: expected a mapping of settings at the top level")
+            raw = {k.replace("-", "_"): v for k, v in raw.items()}
+        names = [f.name for f in fields(cls) if f.name != "source"]
+        for k in raw:
+            if k not in names:
+                raise HarnessError(f"{source}: {k}: unknown setting{did_you_mean(k, names)}")
+        merged = {**raw, **{k: v for k, v in flags.items() if v is not None and k in names}}
+        for k in ("tasks", "variants", "tasks_dirs", "data", "experts"):
+            if k in merged:
+                merged[k] = _split(merged[k])
+        cfg = cls(**merged, source=source)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        where = self.source
+        if not self.tasks and not self.prompts:
+            raise HarnessError(f"{where}: give --tasks NAME[,NAME] or --prompts FILE.jsonl")
+        if self.limit is not None and self.limit <= 0:
+            raise HarnessError(f"{where}: limit: must be a positive number of prompts per task, got {self.limit}")
+        for name in ("max_new_tokens", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise HarnessError(f"{where}: {name}: must be positive, got {getattr(self, name)}")
+        if self.replicas != "auto" and not (str(self.replicas).isdigit() and int(self.replicas) > 0):
+            raise HarnessError(f"{where}: replicas: a positive number or 'auto', got {self.replicas!r}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise HarnessError(f"{where}: dtype: {self.dtype!r} is not float32, bfloat16 or float16")
+        for item in self.data:
+            if "=" not in item:
+                raise HarnessError(f"{where}: data: expected TASK=PATH, got {item!r}")
+
+    @property
+    def decoding(self) -> DecodingParams:
+        return DecodingParams(self.max_new_tokens, self.do_sample, self.temperature, self.top_p, self.seed)
+
+    def data_overrides(self) -> dict[str, Path]:
+        return {k: Path(v) for k, v in (d.split("=", 1) for d in self.data)}
+
+    def with_(self, **changes) -> RunConfig:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("source")
+        return d
+
+    def output_hash(self, model_fingerprint: str = "") -> str:
+        """Hash of what determines the outputs (not the store, cluster or batching)."""
+        keys = ("model", "tasks", "prompts", "variants", "limit", "max_new_tokens", "prompt_format", "dtype",
+                "combine", "do_sample", "temperature", "top_p", "seed", "experts", "data")
+        payload = {k: getattr(self, k) for k in keys} | {"model_fingerprint": model_fingerprint}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,84 @@
+"""Start or join a Ray cluster, and reserve replicas with placement groups.
+
+A replica is one ``ModelWorker`` reserving ``{"CPU": c, "GPU": g}`` through its own
+placement group (``STRICT_PACK``, so a multi-GPU replica stays on one node). Requests
+are checked against the cluster's totals before anything starts: asking for more than
+exists is a one-line error, never a silent hang.
+
+Example:
+    >>> plan_replicas("2", {"CPU": 4.0}, gpus_per_replica=0, cpus_per_replica=1)
+    2
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+
+from harness.errors import HarnessError
+
+log = logging.getLogger(__name__)
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+    """Join ``address`` or start a private local cluster; returns True if we started Ray.
+
+    An already-initialised Ray (tests, Ray jobs) is reused as it is.
+    """
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return True
+    ray.init(
+        "local",
+        num_cpus=num_cpus or os.cpu_count(),
+        num_gpus=num_gpus,
+        include_dashboard=False,
+        object_store_memory=512 * 2**20,
+        log_to_driver=False,
+    )
+    return True
+
+
+def plan_replicas(replicas: str, totals: dict, gpus_per_replica: float, cpus_per_replica: float) -> int:
+    """Number of replicas to start; ``auto`` fills the cluster's GPUs (or 1 on CPU)."""
+    gpus, cpus = totals.get("GPU", 0.0), totals.get("CPU", 0.0)
+    if replicas == "auto":
+        n = int(gpus // gpus_per_replica) if gpus_per_replica else 1
+        if n < 1:
+            raise HarnessError(f"--replicas auto: each replica needs {gpus_per_replica:g} GPU(s); the cluster has {gpus:g}")
+        return n
+    n = int(replicas)
+    if n * gpus_per_replica > gpus:
+        raise HarnessError(
+            f"--replicas {n}: needs {n * gpus_per_replica:g} GPU(s) ({gpus_per_replica:g} per replica); "
+            f"the cluster has {gpus:g}"
+        )
+    if n * cpus_per_replica > cpus:
+        raise HarnessError(f"--replicas {n}: needs {n * cpus_per_replica:g} CPU(s); the cluster has {cpus:g}")
+    return n
+
+
+def reserve(n: int, cpus: float, gpus: float, timeout_s: float = 120.0) -> list:
+    """Create and wait for ``n`` placement groups of one bundle each."""
+    bundle = {"CPU": cpus} | ({"GPU": gpus} if gpus else {})
+    groups = [placement_group([bundle], strategy="STRICT_PACK") for _ in range(n)]
+    ready, _ = ray.wait([g.ready() for g in groups], num_returns=n, timeout=timeout_s)
+    if len(ready) < n:
+        for g in groups:
+            remove_placement_group(g)
+        raise HarnessError(f"could not reserve {n} replica(s) of {bundle} within {timeout_s:.0f} s; see `ray status`")
+    return groups
+
+
+def release(groups: list) -> None:
+    for g in groups:
+        try:
+            remove_placement_group(g)
+        except Exception:  # noqa: BLE001 - cluster may already be gone at shutdown
+            log.debug("placement group already removed", exc_info=True)

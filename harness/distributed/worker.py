@@ -1,0 +1,60 @@
+"""``ModelWorker``: the plain generator behind a Ray actor.
+
+:class:`ModelWorker` is an ordinary class (usable in-process); :data:`RemoteModelWorker`
+is the same class as a Ray actor (``ray list actors`` shows ``ModelWorker``). The model
+is loaded in ``__init__``, inside the worker process, never shipped from the driver.
+
+Example (in-process):
+    >>> w = ModelWorker(model_path, model_name="tiny")              # doctest: +SKIP
+    >>> out = w.run_shard(shard, variants, DecodingParams(), 8)     # doctest: +SKIP
+    >>> sorted(out)                                                 # doctest: +SKIP
+    ['replica', 'rows', 'seconds', 'shard_id', 'tokens']
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Sequence
+
+import ray
+
+from harness.experts.variants import Variant
+from harness.records import DecodingParams, Shard
+
+
+class ModelWorker:
+    """Loads one model replica and generates shards of (prompt x variant) rows."""
+
+    def __init__(self, model_path: str, *, model_name: str, prompt_format: str = "tulu", dtype: str = "float32",
+                 device: str = "auto", combine: str = "logit-add", threads: int | None = None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        from harness.generation import Generator
+
+        self.generator = Generator(model_path, model_name=model_name, prompt_format=prompt_format, dtype=dtype,
+                                   device=device, combine=combine)
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+
+    def info(self) -> dict:
+        """Where this replica runs (pid, device) — also a readiness probe."""
+        return {"replica": self.replica, "pid": os.getpid(), "device": str(self.generator.device)}
+
+    def resolution_tables(self, variants: Sequence[Variant]) -> dict:
+        return self.generator.resolution_tables(variants)
+
+    def run_shard(self, shard: Shard, variants: Sequence[Variant], decoding: DecodingParams, batch_size: int) -> dict:
+        """Generate every row of one shard; the driver commits them atomically."""
+        start = time.perf_counter()
+        rows = self.generator.generate(list(shard.items), list(variants), decoding, batch_size)
+        for r in rows:
+            r["replica"] = self.replica
+            r["shard_id"] = shard.shard_id
+        return {"shard_id": shard.shard_id, "rows": rows, "replica": self.replica,
+                "seconds": time.perf_counter() - start, "tokens": sum(r["num_output_tokens"] for r in rows)}
+
+
+RemoteModelWorker = ray.remote(max_restarts=0, max_task_retries=0)(ModelWorker)

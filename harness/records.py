@@ -1,0 +1,55 @@
+"""Plain records that cross room boundaries (tasks -> generation -> store).
+
+Example:
+    >>> item = PromptItem(task="mini", task_version="1", sample_id="0", instruction="Say hi.")
+    >>> item.sample_id
+    '0'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class PromptItem:
+    """One instruction to generate for.
+
+    Attributes:
+        task: registered task name (``instructions-mini``) or ``prompts`` for ``--prompts``.
+        task_version: the task's ``metadata.version`` as a string.
+        sample_id: the input's ``id`` when given, else its 0-based row index.
+        instruction: the user message content, before any prompt format is applied.
+        doc_json: the source row as JSON (metrics such as IFEval need its kwargs).
+        reference: an optional reference answer (pairwise judges).
+    """
+
+    task: str
+    task_version: str
+    sample_id: str
+    instruction: str
+    doc_json: str = "{}"
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodingParams:
+    """Decoding settings shared by every variant of a run (greedy by default)."""
+
+    max_new_tokens: int = 256
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """A unit of work for one replica: some prompts, all variants of each prompt."""
+
+    shard_id: int
+    items: tuple[PromptItem, ...]
+    variants: tuple[str, ...] = field(default=("none", "rules"))

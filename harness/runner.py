@@ -1,0 +1,193 @@
+"""``harness run``: task specs -> prompts -> replicas -> sample rows -> metrics -> tables.
+
+:func:`prepare` validates every input (config, tasks, data files, variants, model)
+before anything is written, so bad input leaves the store untouched. :func:`execute`
+then generates only the (prompt, variant) rows whose content key is not yet in the
+store — re-running the same config into the same store, or ``harness resume RUN_ID``,
+continues an interrupted run.
+
+Example:
+    >>> cfg = RunConfig.from_sources(None, {"model": "tiny-random-llama", "tasks": "instructions-mini", "limit": 2})
+    >>> result = execute(cfg, progress=False)       # doctest: +SKIP
+    >>> result.num_rows                              # doctest: +SKIP
+    4
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.config import RunConfig
+from harness.errors import HarnessError
+from harness.experts.variants import Variant, load_user_experts, parse_variants
+from harness.records import PromptItem, Shard
+from harness.store import Store, read_table
+from harness.store.schema import from_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Plan:
+    """Everything validated and resolved, nothing written yet."""
+
+    cfg: RunConfig
+    run_id: str
+    model: object  # harness.models.ResolvedModel
+    prompt_format: str
+    items: list[PromptItem]
+    variants: list[Variant]
+    keys: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (task, sample_id, variant) -> key
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    store: Path
+    num_rows: int
+    generated: int
+    summary: str
+    timings: dict
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name if os.sep in text else text).strip("-")[:40] or "model"
+
+
+def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig) -> str:
+    """Content key of one row: same inputs, same key, on any cluster and batch size."""
+    payload = [model_fp, prompt_format, item.task, item.task_version, item.sample_id, item.instruction,
+               variant.spec_key(), cfg.decoding.as_dict(), cfg.combine, cfg.dtype]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _load_items(cfg: RunConfig) -> tuple[list[PromptItem], list]:
+    from harness.tasks import load_prompt_file, load_tasks
+
+    tasks = list(load_tasks(list(cfg.tasks), [Path(d) for d in cfg.tasks_dirs], cfg.data_overrides())) if cfg.tasks else []
+    if cfg.prompts:
+        tasks.append(load_prompt_file(Path(cfg.prompts)))
+    items: list[PromptItem] = []
+    for t in tasks:
+        items.extend(t.items(cfg.limit))
+    if not items:
+        raise HarnessError("no prompts to run: the selected tasks are empty")
+    return items, tasks
+
+
+def prepare(cfg: RunConfig) -> Plan:
+    """Validate and resolve; raises :class:`HarnessError` before touching the store."""
+    from harness.models import resolve
+
+    items, tasks = _load_items(cfg)
+    variants = parse_variants(list(cfg.variants), load_user_experts([Path(p) for p in cfg.experts]))
+    model = resolve(cfg.model)
+    formats = {t.prompt_format for t in tasks if getattr(t, "prompt_format", None)}
+    if cfg.prompt_format:
+        prompt_format = cfg.prompt_format
+    elif len(formats) == 1:
+        prompt_format = formats.pop()
+    elif len(formats) > 1:
+        raise HarnessError(f"tasks ask for different prompt formats {sorted(formats)}; pass --prompt-format")
+    else:
+        prompt_format = model.default_prompt_format
+    run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
+    plan = Plan(cfg, run_id, model, prompt_format, items, variants)
+    for item in items:
+        for v in variants:
+            plan.keys[(item.task, item.sample_id, v.name)] = content_key(model.fingerprint, prompt_format, item, v, cfg)
+    if len(set(plan.keys.values())) != len(plan.keys):
+        raise HarnessError("duplicate sample ids within a task: give every prompt a unique id")
+    return plan
+
+
+def make_shards(items: list[PromptItem], variants: list[Variant], prompts_per_shard: int) -> list[Shard]:
+    """Longest prompts first; all variants of a prompt in one shard (paired batches)."""
+    ordered = sorted(items, key=lambda i: -len(i.instruction))
+    names = tuple(v.name for v in variants)
+    return [Shard(n, tuple(ordered[lo: lo + prompts_per_shard]), names)
+            for n, lo in enumerate(range(0, len(ordered), prompts_per_shard))]
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("harness", "torch", "transformers", "ray", "pyarrow", "duckdb", "lm_eval", "deepspeed"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _run_row(plan: Plan, status: str, created: str, expert_tables: dict, timings: dict, n: int) -> dict:
+    cfg = plan.cfg
+    return {
+        "created_at": created, "finished_at": datetime.now(timezone.utc).isoformat() if status != "running" else None,
+        "status": status, "model": plan.model.name, "model_fingerprint": plan.model.fingerprint,
+        "tasks": sorted({i.task for i in plan.items}), "variants": [v.name for v in plan.variants],
+        "config_hash": cfg.output_hash(plan.model.fingerprint),
+        "config_json": json.dumps(cfg.to_dict() | {"prompt_format_resolved": plan.prompt_format, "model_path": str(plan.model.path)}),
+        "versions_json": json.dumps(_versions()), "expert_json": json.dumps(expert_tables),
+        "timings_json": json.dumps(timings), "num_samples": n,
+    }
+
+
+def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
+    """Run (or continue) a configured evaluation and return where its rows went."""
+    from harness.distributed.executor import run_plan
+    from harness.metrics.summary import format_summary, summarize
+
+    plan = prepare(cfg)
+    store = Store(cfg.store)
+    existing = store.existing_keys(plan.run_id)
+    todo = [i for i in plan.items if any(plan.keys[(i.task, i.sample_id, v.name)] not in existing for v in plan.variants)]
+    created = (store.read_manifest(plan.run_id) or {}).get("created_at") or datetime.now(timezone.utc).isoformat()
+    t0 = time.perf_counter()
+    generated = 0
+    expert_tables: dict = {}
+    timings: dict = {}
+    if todo:
+        log.info("run %s: %d of %d prompts to generate", plan.run_id, len(todo), len(plan.items))
+        shards = make_shards(todo, plan.variants, cfg.batch_size)
+        next_shard = len(store.committed_shards(plan.run_id))
+        shards = [Shard(next_shard + s.shard_id, s.items, s.variants) for s in shards]
+
+        def commit(result: dict) -> None:
+            nonlocal generated
+            rows = [r | {"run_id": plan.run_id, "key": plan.keys[(r["task"], r["sample_id"], r["variant"])]}
+                    for r in result["rows"]]
+            store.write_samples(plan.run_id, result["shard_id"], rows)
+            generated += len(rows)
+
+        store.write_run(plan.run_id, _run_row(plan, "running", created, {}, {}, len(existing)))
+        expert_tables, timings = run_plan(plan, shards, commit, progress=progress)
+    samples = read_table(cfg.store, "samples", plan.run_id)
+    metrics = summarize(samples, plan.run_id)
+    store.write_metrics(plan.run_id, metrics)
+    timings["wall_seconds"] = time.perf_counter() - t0
+    if not expert_tables:
+        expert_tables = (store.read_manifest(plan.run_id) or {}).get("expert_json") or {}
+    store.write_run(plan.run_id, _run_row(plan, "finished", created, expert_tables, timings, samples.num_rows))
+    return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated, format_summary(metrics), timings)
+
+
+def resume(run_id: str, store: str | Path, *, progress: bool = True, **overrides) -> RunResult:
+    """Continue ``run_id`` from its manifest: only missing rows are generated."""
+    manifest = Store(store).read_manifest(run_id)
+    if manifest is None:
+        raise HarnessError(f"resume: no run {run_id!r} in store {store} (see `harness runs list --store {store}`)")
+    raw = dict(manifest["config_json"])
+    raw.pop("prompt_format_resolved", None), raw.pop("model_path", None)
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    raw.update(run_id=run_id, store=str(store))
+    return execute(RunConfig.from_sources(None, raw), progress=progress)

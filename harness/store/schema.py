@@ -1,0 +1,132 @@
+"""The one schema module: Arrow schemas of ``samples``, ``metrics`` and ``runs``.
+
+Every writer validates against these schemas and every reader goes through
+:func:`conform`, which upgrades tables written under older schema versions
+(missing columns become nulls). Bump :data:`SCHEMA_VERSION` when a column is added,
+and add the column as nullable so old files still read.
+
+Example:
+    >>> import pyarrow as pa
+    >>> t = conform(pa.table({"run_id": ["r1"], "metric": ["eos_rate"], "value": [0.5]}), "metrics")
+    >>> t.schema.field("n").type
+    DataType(int64)
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+SAMPLES = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),  # content key, unique per (model, prompt, variant, decoding)
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("task_version", pa.string()),
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("instruction", pa.string()),
+        pa.field("prompt", pa.string()),  # the rendered prompt text fed to the tokenizer
+        pa.field("output", pa.string()),
+        pa.field("output_token_ids", pa.list_(pa.int32())),
+        pa.field("num_prompt_tokens", pa.int32()),
+        pa.field("num_output_tokens", pa.int32()),
+        pa.field("finish_reason", pa.string()),  # eos | length | error
+        pa.field("status", pa.string()),  # ok | error
+        pa.field("error", pa.string()),
+        pa.field("batch_size", pa.int32()),
+        pa.field("gen_seconds", pa.float64()),  # wall time of the batch this row was in
+        pa.field("replica", pa.string()),
+        pa.field("shard_id", pa.int32()),
+        pa.field("doc_json", pa.string()),
+        # attribution trace (--trace): steps where the expert changed the argmax
+        pa.field("flip_positions", pa.list_(pa.int32())),
+        pa.field("flip_base_tokens", pa.list_(pa.int32())),
+        pa.field("flip_chosen_tokens", pa.list_(pa.int32())),
+        pa.field("flip_base_margins", pa.list_(pa.float32())),
+        pa.field("flip_chosen_margins", pa.list_(pa.float32())),
+        pa.field("flip_rules", pa.list_(pa.string())),
+    ],
+    metadata={"harness.table": "samples", "harness.schema_version": str(SCHEMA_VERSION)},
+)
+
+METRICS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("task", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("variant", pa.string()),
+        pa.field("metric", pa.string(), nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("n", pa.int64()),
+        pa.field("ci_low", pa.float64()),
+        pa.field("ci_high", pa.float64()),
+        pa.field("reference", pa.string()),  # variant/model the value is compared against, if any
+        pa.field("details", pa.string()),  # JSON
+    ],
+    metadata={"harness.table": "metrics", "harness.schema_version": str(SCHEMA_VERSION)},
+)
+
+RUNS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("created_at", pa.string()),  # ISO-8601 UTC
+        pa.field("finished_at", pa.string()),
+        pa.field("status", pa.string()),  # running | finished | failed
+        pa.field("model", pa.string()),
+        pa.field("model_fingerprint", pa.string()),
+        pa.field("tasks", pa.list_(pa.string())),
+        pa.field("variants", pa.list_(pa.string())),
+        pa.field("config_hash", pa.string()),
+        pa.field("config_json", pa.string()),
+        pa.field("versions_json", pa.string()),
+        pa.field("expert_json", pa.string()),  # token-resolution tables per variant
+        pa.field("timings_json", pa.string()),
+        pa.field("num_samples", pa.int64()),
+        pa.field("schema_version", pa.int32()),
+    ],
+    metadata={"harness.table": "runs", "harness.schema_version": str(SCHEMA_VERSION)},
+)
+
+TABLES: dict[str, pa.Schema] = {"samples": SAMPLES, "metrics": METRICS, "runs": RUNS}
+
+
+def schema_for(table: str) -> pa.Schema:
+    """Return the current schema of ``table`` (``samples``, ``metrics`` or ``runs``)."""
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise KeyError(f"unknown table {table!r}; tables are {sorted(TABLES)}") from None
+
+
+def conform(data: pa.Table, table: str) -> pa.Table:
+    """Return ``data`` with exactly the current schema of ``table``.
+
+    Missing nullable columns are filled with nulls (this is how files written under an
+    older schema version are read); unknown columns raise, and so do missing
+    non-nullable ones.
+    """
+    schema = schema_for(table)
+    unknown = set(data.column_names) - set(schema.names)
+    if unknown:
+        raise ValueError(f"{table}: unknown columns {sorted(unknown)}")
+    columns = []
+    for f in schema:
+        if f.name in data.column_names:
+            columns.append(data.column(f.name).cast(f.type))
+        elif f.nullable:
+            columns.append(pa.nulls(data.num_rows, f.type))
+        else:
+            raise ValueError(f"{table}: missing required column {f.name!r}")
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def from_rows(rows: list[dict], table: str) -> pa.Table:
+    """Build a table of ``table``'s schema from row dicts (missing keys become null)."""
+    schema = schema_for(table)
+    unknown = {k for r in rows for k in r} - set(schema.names)
+    if unknown:
+        raise ValueError(f"{table}: unknown columns {sorted(unknown)}")
+    return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
