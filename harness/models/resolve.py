@@ -1,0 +1,217 @@
+"""Turn a model spec typed by the user into a local HF directory plus a fingerprint.
+
+Accepted specs, tried in this order:
+
+1. a registered prefix (``deepspeed:...``; see :data:`PREFIX_RESOLVERS`);
+2. a built-in name (``gemma-3-270m``), pulled when missing;
+3. an existing local HF dir (has ``config.json``);
+4. an existing ``.gguf`` file, converted once into ``$HARNESS_HOME/models/gguf-<sha[:16]>``;
+5. a hub id ``org/name`` (optionally ``org/name@revision``), only when
+   ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` are not set.
+
+Example:
+    >>> m = resolve("tiny-random-llama")           # doctest: +SKIP
+    >>> m.source, m.default_prompt_format          # doctest: +SKIP
+    ('builtin', 'tulu')
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.models.builtin import BUILTINS, suggest
+from harness.models.fingerprint import cached_sha256, fingerprint_dir, weight_files
+from harness.models.home import harness_home, models_dir
+from harness.models.pull import build_atomically, is_complete, pull, read_meta
+
+logger = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready to load with ``from_pretrained(path)``.
+
+    Attributes:
+        name: display name (built-in name, dir name, GGUF stem or hub id).
+        path: local HF directory.
+        fingerprint: sha256 hex over config, tokenizer and weight file contents.
+        source: ``builtin``, ``local``, ``gguf`` or ``hub``.
+        default_prompt_format: ``tulu`` or ``hf`` (chat template).
+    """
+
+    name: str
+    path: Path
+    fingerprint: str
+    source: str
+    default_prompt_format: str
+
+
+Resolver = Callable[[str, Path, bool], ResolvedModel]
+
+
+def _deepspeed_not_supported(spec: str, home: Path, pull_missing: bool) -> ResolvedModel:
+    raise HarnessError("deepspeed: sources are not supported yet")
+
+
+#: Spec prefix -> resolver ``(spec, home, pull_missing) -> ResolvedModel``.
+#: Adding a source kind is one line here (or a call to :func:`register_prefix`).
+PREFIX_RESOLVERS: dict[str, Resolver] = {
+    "deepspeed:": _deepspeed_not_supported,
+}
+
+
+def register_prefix(prefix: str, resolver: Resolver) -> None:
+    """Route specs starting with ``prefix`` (e.g. ``"deepspeed:"``) to ``resolver``.
+
+    Example:
+        >>> register_prefix("demo:", lambda spec, home, pull_missing: None)
+        >>> "demo:" in PREFIX_RESOLVERS
+        True
+        >>> del PREFIX_RESOLVERS["demo:"]
+    """
+    PREFIX_RESOLVERS[prefix] = resolver
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set to a true value."""
+    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def guess_prompt_format(model_dir: Path) -> str:
+    """``hf`` when the tokenizer ships a chat template, else ``tulu``.
+
+    Example:
+        >>> guess_prompt_format(Path("/nonexistent"))
+        'tulu'
+    """
+    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
+        return "hf"
+    try:
+        cfg = json.loads((model_dir / "tokenizer_config.json").read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        return "tulu"
+    return "hf" if cfg.get("chat_template") else "tulu"
+
+
+def _describe_dir(path: Path, home: Path, source: str, name: str | None = None) -> ResolvedModel:
+    """Build a :class:`ResolvedModel` for an HF dir, checking that it has weights."""
+    if not (path / "config.json").is_file():
+        raise HarnessError(f"{path}: not a model directory (no config.json)")
+    if not [p for p in weight_files(path) if not p.name.endswith(".json")]:
+        raise HarnessError(f"{path}: no weight files (*.safetensors or *model*.bin)")
+    meta = read_meta(path)
+    name = name or meta.get("name") or path.name
+    builtin = BUILTINS.get(meta.get("name", ""))
+    fmt = builtin.default_prompt_format if builtin else guess_prompt_format(path)
+    return ResolvedModel(name=name, path=path, fingerprint=fingerprint_dir(path, home),
+                         source=source, default_prompt_format=fmt)
+
+
+def _resolve_builtin(name: str, home: Path, pull_missing: bool) -> ResolvedModel:
+    path = models_dir(home) / name
+    if not is_complete(path):
+        if not pull_missing:
+            raise HarnessError(f"model {name!r} is not pulled yet; run: harness models pull {name}")
+        path = pull(name, home)
+    entry = BUILTINS[name]
+    return ResolvedModel(name=name, path=path, fingerprint=fingerprint_dir(path, home),
+                         source="builtin", default_prompt_format=entry.default_prompt_format)
+
+
+def _resolve_gguf(gguf: Path, home: Path, pull_missing: bool) -> ResolvedModel:
+    gguf = gguf.resolve()
+    sha = cached_sha256([gguf], home)[gguf]
+    final = models_dir(home) / f"gguf-{sha[:16]}"
+    if not is_complete(final):
+        if not pull_missing:
+            raise HarnessError(f"{gguf}: not converted yet; run: harness models pull {gguf}")
+
+        def build(tmp: Path) -> dict:
+            from harness.models.gguf import convert_gguf
+
+            convert_gguf(gguf, tmp)
+            return {"name": gguf.stem, "source": f"gguf:{gguf}", "sha256": sha}
+
+        build_atomically(final, home, final.name, build)
+    return _describe_dir(final, home, "gguf", name=read_meta(final).get("name") or gguf.stem)
+
+
+def _resolve_hub(spec: str, home: Path, pull_missing: bool) -> ResolvedModel:
+    repo_id, _, revision = spec.partition("@")
+    if hub_offline():
+        raise HarnessError(
+            f"model {spec!r}: not a built-in name or an existing path, and HF_HUB_OFFLINE is set so the hub "
+            f"cannot be used; built-in models: {', '.join(BUILTINS)}"
+        )
+    from huggingface_hub import snapshot_download
+
+    logger.info("%s: fetching from the Hugging Face hub", spec)
+    patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
+    try:
+        local = snapshot_download(repo_id=repo_id, revision=revision or None, allow_patterns=patterns,
+                                  local_files_only=not pull_missing)
+    except Exception as exc:  # hub errors come in many types; keep the message to one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(f"model {spec!r}: hub download failed: {first}") from exc
+    return _describe_dir(Path(local), home, "hub", name=spec)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", "./", "../", "~")) or spec.endswith(".gguf") or spec in (".", "..")
+
+
+def resolve(spec: str, *, home: Path | str | None = None, pull_missing: bool = True) -> ResolvedModel:
+    """Resolve a model spec to a local HF directory with a content fingerprint.
+
+    Args:
+        spec: built-in name, local HF dir, ``.gguf`` file, hub id, or ``prefix:...``.
+        home: harness home; default ``$HARNESS_HOME`` or ``~/.cache/harness``.
+        pull_missing: download/build/convert when needed; when False, only already
+            local models resolve (use in workers after the driver resolved once).
+
+    Returns:
+        A frozen :class:`ResolvedModel`.
+
+    Raises:
+        HarnessError: unknown name (with a suggestion), missing path, offline hub id,
+            unsupported prefix, or a directory that is not a model.
+
+    Example:
+        >>> resolve("tiny-random-lama")   # doctest: +SKIP
+        HarnessError: unknown model 'tiny-random-lama' (did you mean 'tiny-random-llama'?); ...
+    """
+    spec = str(spec).strip()
+    if not spec:
+        raise HarnessError(f"model: empty spec; built-in models: {', '.join(BUILTINS)}")
+    root = harness_home(home)
+    for prefix, resolver in PREFIX_RESOLVERS.items():
+        if spec.startswith(prefix):
+            return resolver(spec, root, pull_missing)
+    if spec in BUILTINS:
+        return _resolve_builtin(spec, root, pull_missing)
+    path = Path(spec).expanduser()
+    if path.exists():
+        path = path.resolve()
+        if path.is_dir():
+            return _describe_dir(path, root, "local")
+        if path.suffix == ".gguf":
+            return _resolve_gguf(path, root, pull_missing)
+        raise HarnessError(f"{path}: not a model directory (with config.json) or a .gguf file")
+    if _looks_like_path(spec):
+        raise HarnessError(f"{spec}: no such file or directory")
+    if _HUB_ID.match(spec):
+        return _resolve_hub(spec, root, pull_missing)
+    raise HarnessError(
+        f"unknown model {spec!r}{suggest(spec)}; built-in models: {', '.join(BUILTINS)}; "
+        "or pass a local HF dir, a .gguf file or a hub id org/name"
+    )
