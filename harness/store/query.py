@@ -1,9 +1,9 @@
 """SQL over a results store with DuckDB: views ``samples``, ``metrics`` and ``runs``.
 
 Each view reads the table's Parquet files (Hive partition ``run_id`` restored as a
-column) conformed to the current schema, so files written under an older schema
-version read with the new columns as NULL. A table with no files yet is an empty view
-of the right schema.
+column) upgraded to the current schema (:func:`harness.store.schema.upgrade`), so files
+written under an older schema version read with the new columns as NULL. A table with
+no files yet is an empty view of the right schema.
 
 Example:
     >>> import tempfile
@@ -21,13 +21,17 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from harness.errors import HarnessError
-from harness.store.schema import TABLES, conform
+from harness.store.schema import TABLES, upgrade
 
 FORMATS = ("table", "csv", "json")
 
 
 def read_table(root: str | Path, table: str, run_id: str | None = None) -> pa.Table:
-    """Read one table of the store as Arrow (optionally one run), conformed to the schema."""
+    """Read one table of the store as Arrow (optionally one run), upgraded to the current schema.
+
+    Only committed files are read (temporary ``.``-names are skipped), so a run being
+    written by another process at the same time shows its committed shards only.
+    """
     base = Path(root) / table
     if run_id is not None:
         base = base / f"run_id={run_id}"
@@ -38,8 +42,12 @@ def read_table(root: str | Path, table: str, run_id: str | None = None) -> pa.Ta
     for f in files:
         t = ds.dataset(f, format="parquet").to_table()
         rid = run_id or Path(f).parent.name.split("=", 1)[1]
-        parts.append(t.append_column("run_id", pa.array([rid] * t.num_rows, pa.string())))
-    return pa.concat_tables([conform(p, table) for p in parts])
+        t = t.append_column("run_id", pa.array([rid] * t.num_rows, pa.string()))
+        try:
+            parts.append(upgrade(t, table))
+        except ValueError as exc:
+            raise HarnessError(f"{f}: {exc}") from None
+    return pa.concat_tables(parts)
 
 
 def connect(root: str | Path) -> duckdb.DuckDBPyConnection:

@@ -1,9 +1,11 @@
 """The one schema module: Arrow schemas of ``samples``, ``metrics`` and ``runs``.
 
-Every writer validates against these schemas and every reader goes through
-:func:`conform`, which upgrades tables written under older schema versions
-(missing columns become nulls). Bump :data:`SCHEMA_VERSION` when a column is added,
-and add the column as nullable so old files still read.
+Every writer validates against these schemas and stamps each Parquet file with
+``harness.schema_version`` metadata. Every reader goes through :func:`upgrade`, which
+applies the :data:`MIGRATIONS` from the file's version up to :data:`SCHEMA_VERSION` and
+then :func:`conform` (missing nullable columns become nulls). To change the schema: add
+the column as nullable, bump :data:`SCHEMA_VERSION`, note it in :data:`HISTORY`, and add
+a migration if old values must be rewritten (renames, unit changes).
 
 Example:
     >>> import pyarrow as pa
@@ -16,7 +18,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+HISTORY: dict[int, str] = {
+    1: "samples, metrics, runs as first released",
+    2: "metrics.sample_id: per-sample metric rows (IFEval booleans, judge verdicts, similarity points)",
+}
 
 SAMPLES = pa.schema(
     [
@@ -65,6 +72,8 @@ METRICS = pa.schema(
         pa.field("ci_high", pa.float64()),
         pa.field("reference", pa.string()),  # variant/model the value is compared against, if any
         pa.field("details", pa.string()),  # JSON
+        # v2: set on per-sample rows (one prompt's value); NULL on aggregate rows
+        pa.field("sample_id", pa.string()),
     ],
     metadata={"harness.table": "metrics", "harness.schema_version": str(SCHEMA_VERSION)},
 )
@@ -130,3 +139,43 @@ def from_rows(rows: list[dict], table: str) -> pa.Table:
     if unknown:
         raise ValueError(f"{table}: unknown columns {sorted(unknown)}")
     return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
+
+
+def _v1_to_v2(data: pa.Table, table: str) -> pa.Table:
+    """v2 only added the nullable ``metrics.sample_id``; :func:`conform` fills it."""
+    return data
+
+
+# MIGRATIONS[v] turns a table written under version v into version v + 1.
+MIGRATIONS = {1: _v1_to_v2}
+
+
+def file_version(schema: pa.Schema) -> int:
+    """The schema version a Parquet file was written under (1 when unstamped).
+
+    >>> file_version(pa.schema([pa.field("run_id", pa.string())], metadata={"harness.schema_version": "2"}))
+    2
+    """
+    raw = (schema.metadata or {}).get(b"harness.schema_version")
+    try:
+        return int(raw) if raw is not None else 1
+    except ValueError:
+        raise ValueError(f"bad harness.schema_version metadata {raw!r}") from None
+
+
+def upgrade(data: pa.Table, table: str, version: int | None = None) -> pa.Table:
+    """Migrate ``data`` written under ``version`` (default: its metadata) to the current schema.
+
+    Raises ``ValueError`` for files from a newer harness (``version > SCHEMA_VERSION``).
+
+    >>> old = pa.table({"run_id": ["r1"], "metric": ["eos_rate"]})
+    >>> upgrade(old, "metrics", version=1).schema.field("sample_id").type
+    DataType(string)
+    """
+    version = file_version(data.schema) if version is None else version
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{table}: written under schema version {version}, newer than this harness's "
+                         f"{SCHEMA_VERSION}; upgrade harness to read it")
+    for v in range(version, SCHEMA_VERSION):
+        data = MIGRATIONS[v](data, table)
+    return conform(data, table)

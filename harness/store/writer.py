@@ -7,9 +7,11 @@ Layout (Hive-partitioned by run, plain file names, so DuckDB globs just work)::
     STORE/runs/run_id=<id>/run.parquet               one row: the run's provenance
     STORE/manifests/<id>.json                        written last
 
-Every file is written to a hidden temporary name in its final directory and then
-``os.replace``-d into place, so a crashed run never leaves a half-written file that
-queries read. Readers ignore names starting with ``.``.
+Every file is written to a hidden, uniquely named temporary file in its final
+directory, fsync-ed, and then ``os.replace``-d into place, so a crashed run never leaves
+a half-written file that queries read. Readers ignore names starting with ``.``.
+Different runs write disjoint directories and manifests, so several processes may
+write different runs into one store at the same time (one writer per run).
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -69,7 +71,10 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.parent / f".{name}.{uuid.uuid4().hex}.tmp"
         try:
-            pq.write_table(data, tmp, compression="zstd")
+            with open(tmp, "wb") as f:
+                pq.write_table(data, f, compression="zstd")
+                f.flush()
+                os.fsync(f.fileno())  # the rename must never expose a file whose bytes are not on disk
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
