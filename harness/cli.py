@@ -23,7 +23,7 @@ from harness.cli_util import add_verb
 from harness.errors import HarnessError
 
 ROOMS = ("harness.models.cli", "harness.tasks.cli", "harness.distributed.cli", "harness.results_cli",
-         "harness.finetune.cli")
+         "harness.ranking.cli", "harness.finetune.cli")
 
 RUN_EPILOG = """examples:
   # the paper's comparison on the embedded base model (pulls Gemma-3-270M once)
@@ -64,6 +64,8 @@ def _add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> N
     p.add_argument("--address", help="join a Ray cluster (ray://… or HOST:PORT); default: a private local cluster")
     p.add_argument("--replicas", help="data-parallel model replicas, a number or 'auto' (default 1)")
     p.add_argument("--threads", type=int, help="torch threads per replica (default: CPUs / replicas)")
+    p.add_argument("--tp", type=int, help="tensor-parallel ranks per replica, DeepSpeed AutoTP on a gang of Ray actors (default 1)")
+    p.add_argument("--num-cpus", dest="num_cpus", type=int, help="CPUs of the private local Ray cluster (default: all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-ray", dest="no_ray", action="store_true", default=None, help="generate in this process (debugging)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -90,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from harness.runner import resume
 
-    overrides = {k: getattr(args, k) for k in ("batch_size", "address", "replicas", "threads", "device", "no_ray")}
+    overrides = {k: getattr(args, k) for k in ("batch_size", "address", "replicas", "threads", "num_cpus", "tp", "device", "no_ray")}
     _print_result(resume(args.run_id, args.store, progress=not args.quiet, **overrides))
     return 0
 

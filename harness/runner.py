@@ -45,6 +45,7 @@ class Plan:
     prompt_format: str
     items: list[PromptItem]
     variants: list[Variant]
+    lm_eval_tasks: tuple[str, ...] = ()  # ``lm_eval:NAME`` tasks, evaluated by lm-eval through the bridge
     keys: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (task, sample_id, variant) -> key
 
 
@@ -69,16 +70,20 @@ def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Va
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+LM_EVAL_PREFIX = "lm_eval:"
+
+
 def _load_items(cfg: RunConfig) -> tuple[list[PromptItem], list]:
     from harness.tasks import load_prompt_file, load_tasks
 
-    tasks = list(load_tasks(list(cfg.tasks), [Path(d) for d in cfg.tasks_dirs], cfg.data_overrides())) if cfg.tasks else []
+    native = [t for t in cfg.tasks if not t.startswith(LM_EVAL_PREFIX)]
+    tasks = list(load_tasks(native, [Path(d) for d in cfg.tasks_dirs], cfg.data_overrides())) if native else []
     if cfg.prompts:
         tasks.append(load_prompt_file(Path(cfg.prompts)))
     items: list[PromptItem] = []
     for t in tasks:
         items.extend(t.items(cfg.limit))
-    if not items:
+    if not items and len(native) == len(cfg.tasks):
         raise HarnessError("no prompts to run: the selected tasks are empty")
     return items, tasks
 
@@ -88,6 +93,11 @@ def prepare(cfg: RunConfig) -> Plan:
     from harness.models import resolve
 
     items, tasks = _load_items(cfg)
+    lm_eval_tasks = tuple(t for t in cfg.tasks if t.startswith(LM_EVAL_PREFIX))
+    if lm_eval_tasks:
+        from harness.lmeval import validate_tasks
+
+        validate_tasks([t[len(LM_EVAL_PREFIX):] for t in lm_eval_tasks], [Path(d) for d in cfg.tasks_dirs])
     variants = parse_variants(list(cfg.variants), load_user_experts([Path(p) for p in cfg.experts]))
     model = resolve(cfg.model)
     formats = {t.prompt_format for t in tasks if getattr(t, "prompt_format", None)}
@@ -100,7 +110,7 @@ def prepare(cfg: RunConfig) -> Plan:
     else:
         prompt_format = model.default_prompt_format
     run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
-    plan = Plan(cfg, run_id, model, prompt_format, items, variants)
+    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks)
     for item in items:
         for v in variants:
             plan.keys[(item.task, item.sample_id, v.name)] = content_key(model.fingerprint, prompt_format, item, v, cfg)
@@ -144,41 +154,103 @@ def _run_row(plan: Plan, status: str, created: str, expert_tables: dict, timings
 
 def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     """Run (or continue) a configured evaluation and return where its rows went."""
-    from harness.distributed.executor import run_plan
+    from harness.distributed.executor import open_backend
     from harness.metrics.summary import format_summary, summarize
+    from harness.models.deepspeed_source import sweep_specs
 
+    if (sweep := sweep_specs(cfg.model)) is not None:  # deepspeed:PATH@all: one run per checkpoint tag
+        return _execute_sweep(cfg, sweep, progress)
     plan = prepare(cfg)
     store = Store(cfg.store)
     existing = store.existing_keys(plan.run_id)
     todo = [i for i in plan.items if any(plan.keys[(i.task, i.sample_id, v.name)] not in existing for v in plan.variants)]
-    created = (store.read_manifest(plan.run_id) or {}).get("created_at") or datetime.now(timezone.utc).isoformat()
+    done_tasks = set(read_table(cfg.store, "samples", plan.run_id).column("task").to_pylist()) if existing else set()
+    lm_todo = [t for t in plan.lm_eval_tasks if t not in done_tasks]
+    manifest = store.read_manifest(plan.run_id) or {}
+    created = manifest.get("created_at") or datetime.now(timezone.utc).isoformat()
     t0 = time.perf_counter()
     generated = 0
-    expert_tables: dict = {}
+    expert_tables: dict = manifest.get("expert_json") or {}
     timings: dict = {}
-    if todo:
+    extra_metrics: list[dict] = []
+    next_shard = len(store.committed_shards(plan.run_id))
+
+    def commit(result: dict) -> None:
+        nonlocal generated
+        rows = [r | {"run_id": plan.run_id, "key": plan.keys[(r["task"], r["sample_id"], r["variant"])]} for r in result["rows"]]
+        store.write_samples(plan.run_id, result["shard_id"], rows)
+        generated += len(rows)
+
+    if todo or lm_todo:
         log.info("run %s: %d of %d prompts to generate", plan.run_id, len(todo), len(plan.items))
-        shards = make_shards(todo, plan.variants, cfg.batch_size)
-        next_shard = len(store.committed_shards(plan.run_id))
-        shards = [Shard(next_shard + s.shard_id, s.items, s.variants) for s in shards]
-
-        def commit(result: dict) -> None:
-            nonlocal generated
-            rows = [r | {"run_id": plan.run_id, "key": plan.keys[(r["task"], r["sample_id"], r["variant"])]}
-                    for r in result["rows"]]
-            store.write_samples(plan.run_id, result["shard_id"], rows)
-            generated += len(rows)
-
-        store.write_run(plan.run_id, _run_row(plan, "running", created, {}, {}, len(existing)))
-        expert_tables, timings = run_plan(plan, shards, commit, progress=progress)
+        shards = [Shard(next_shard + s.shard_id, s.items, s.variants) for s in make_shards(todo, plan.variants, cfg.batch_size)]
+        with open_backend(plan, progress) as backend:  # resources are checked before anything is written
+            store.write_run(plan.run_id, _run_row(plan, "running", created, {}, {}, len(existing)))
+            try:
+                expert_tables = backend.start()
+                backend.run(shards, commit)
+                if lm_todo:
+                    extra_metrics = _run_lm_eval(plan, backend, store, lm_todo, next_shard + len(shards))
+            except BaseException:
+                store.write_run(plan.run_id, _run_row(plan, "failed", created, {}, backend.timings, len(existing) + generated))
+                raise
+            timings = backend.timings
     samples = read_table(cfg.store, "samples", plan.run_id)
     metrics = summarize(samples, plan.run_id)
+    if extra_metrics or (not lm_todo and plan.lm_eval_tasks):
+        metrics = _merge_metrics(cfg.store, plan.run_id, metrics, extra_metrics)
     store.write_metrics(plan.run_id, metrics)
     timings["wall_seconds"] = time.perf_counter() - t0
-    if not expert_tables:
-        expert_tables = (store.read_manifest(plan.run_id) or {}).get("expert_json") or {}
     store.write_run(plan.run_id, _run_row(plan, "finished", created, expert_tables, timings, samples.num_rows))
     return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated, format_summary(metrics), timings)
+
+
+def _execute_sweep(cfg: RunConfig, sweep: dict[str, str], progress: bool) -> RunResult:
+    """One run per tag (``--run-id X`` becomes ``X-<tag>``); every tag is converted and checked first."""
+    import pyarrow as pa
+
+    from harness.metrics.summary import format_summary
+
+    cfgs = [cfg.with_(model=spec, run_id=cfg.run_id and f"{cfg.run_id}-{_slug(tag)}") for tag, spec in sweep.items()]
+    for c in cfgs:
+        prepare(c)  # a bad tag fails here, before any store write
+    results = [execute(c, progress=progress) for c in cfgs]
+    metrics = pa.concat_tables([read_table(cfg.store, "metrics", r.run_id) for r in results])
+    timings = {r.run_id: r.timings for r in results} | {"wall_seconds": sum(r.timings.get("wall_seconds", 0.0) for r in results)}
+    return RunResult(",".join(r.run_id for r in results), Path(cfg.store), sum(r.num_rows for r in results),
+                     sum(r.generated for r in results), format_summary(metrics), timings)
+
+
+def _run_lm_eval(plan: Plan, backend, store: Store, tasks: list[str], first_shard: int) -> list[dict]:
+    """Evaluate ``lm_eval:`` tasks through the bridge; commit their rows, return metric rows."""
+    from harness.lmeval import evaluate_tasks
+
+    rows, metric_rows = evaluate_tasks([t[len(LM_EVAL_PREFIX):] for t in tasks], backend, plan)
+    for n, task in enumerate(tasks):
+        task_rows = [r | {"task": task, "run_id": plan.run_id, "key": row_key(plan, r | {"task": task})}
+                     for r in rows if r["task"] == task[len(LM_EVAL_PREFIX):]]
+        if task_rows:
+            store.write_samples(plan.run_id, first_shard + n, task_rows)
+    return [m | {"run_id": plan.run_id, "task": LM_EVAL_PREFIX + m["task"]} for m in metric_rows]
+
+
+def row_key(plan: Plan, row: dict) -> str:
+    """Content key of a row that did not come from a PromptItem (lm-eval requests)."""
+    item = PromptItem(row["task"], str(row.get("task_version") or ""), str(row["sample_id"]), row["instruction"])
+    variant = next(v for v in plan.variants if v.name == row["variant"])
+    return content_key(plan.model.fingerprint, plan.prompt_format, item, variant, plan.cfg)
+
+
+def _merge_metrics(store_root, run_id: str, summary, extra: list[dict]):
+    """Keep lm-eval's metric rows across resumes: new extra rows, else the ones stored before."""
+    import pyarrow as pa
+
+    if not extra:
+        old = read_table(store_root, "metrics", run_id)
+        extra_table = old.filter(pa.compute.starts_with(old.column("task"), LM_EVAL_PREFIX))
+    else:
+        extra_table = from_rows(extra, "metrics")
+    return pa.concat_tables([summary, extra_table])
 
 
 def resume(run_id: str, store: str | Path, *, progress: bool = True, **overrides) -> RunResult:

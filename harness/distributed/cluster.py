@@ -26,11 +26,16 @@ log = logging.getLogger(__name__)
 def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
     """Join ``address`` or start a private local cluster; returns True if we started Ray.
 
-    An already-initialised Ray (tests, Ray jobs) is reused as it is.
+    An already-initialised Ray (tests, Ray jobs) is reused as it is. Inside a Ray job
+    (``harness submit``, ``ray job submit``, a KubeRay RayJob) with no ``address``, the
+    job's own cluster is joined: Ray Jobs sets ``RAY_ADDRESS`` to the cluster's GCS address
+    and ``RAY_JOB_CONFIG_JSON_ENV_VAR`` for the entrypoint.
     """
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if not address and os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]  # inside a Ray job: join the cluster that runs it
     if address:
         ray.init(address=address, log_to_driver=True)
         return True

@@ -1,7 +1,14 @@
-"""Run a plan's shards in-process or on Ray replicas, with a live progress bar.
+"""Execution backends: in-process or Ray replicas, with a live progress bar.
+
+:func:`open_backend` checks resources (joins or starts the cluster, plans replicas,
+reserves placement groups) before the runner writes anything, so an impossible request
+is a one-line error with the store untouched. ``backend.run`` then generates shards and
+hands each result to ``commit``.
 
 Example:
-    >>> expert_tables, timings = run_plan(plan, shards, commit)   # doctest: +SKIP
+    >>> with open_backend(plan) as backend:                  # doctest: +SKIP
+    ...     tables = backend.run(shards, commit)                 # generate and commit
+    ...     scores = backend.score([("Say hi.", "Hi!")], variant)  # log-likelihoods
 """
 
 from __future__ import annotations
@@ -9,105 +16,176 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from harness.distributed.cluster import connect, plan_replicas, release, reserve
 from harness.distributed.pool import ReplicaPool
 from harness.distributed.worker import ModelWorker, RemoteModelWorker
+from harness.errors import HarnessError
+from harness.records import Shard
 
 log = logging.getLogger(__name__)
 
 
 class Progress:
-    """Prompts done / total and tokens per second on stderr."""
+    """Pairs done / total, tokens per second and live replicas on stderr."""
 
     def __init__(self, total_pairs: int, enabled: bool):
         self.bar = tqdm(total=total_pairs, unit="pair", desc="generate", disable=not enabled, dynamic_ncols=True)
         self.tokens = 0
         self.start = time.perf_counter()
-        self.replicas: dict[str, int] = {}
+        self.replicas: set[str] = set()
 
-    def update(self, result: dict) -> None:
+    def update(self, result: dict, retries: int = 0) -> None:
         self.tokens += result["tokens"]
-        self.replicas[result["replica"]] = self.replicas.get(result["replica"], 0) + 1
+        self.replicas.add(result["replica"])
         self.bar.update(len(result["rows"]))
         rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
-        self.bar.set_postfix(tok_s=f"{rate:.1f}", replicas=len(self.replicas))
+        self.bar.set_postfix(tok_s=f"{rate:.1f}", replicas=len(self.replicas), retries=retries)
 
     def close(self) -> None:
         self.bar.close()
 
 
-def _worker_kwargs(plan, threads: int | None) -> dict:
-    cfg = plan.cfg
-    return dict(model_name=plan.model.name, prompt_format=plan.prompt_format, dtype=cfg.dtype, device=cfg.device,
-                combine=cfg.combine, threads=threads)
+@dataclass(frozen=True)
+class _Chunk:
+    shard_id: int
+    pairs: tuple
 
 
-def run_plan(plan, shards, commit, *, progress: bool = True) -> tuple[dict, dict]:
-    """Generate ``shards`` and hand each result to ``commit``; returns (expert tables, timings)."""
-    cfg = plan.cfg
-    total = sum(len(s.items) for s in shards) * len(plan.variants)
-    bar = Progress(total, progress)
-    timings: dict = {"per_replica": {}}
+class Backend:
+    """Runs shards for one plan; use as a context manager so replicas are released."""
 
-    def on_result(result: dict) -> None:
-        commit(result)
-        bar.update(result)
-        rep = timings["per_replica"].setdefault(result["replica"], {"shards": 0, "seconds": 0.0, "tokens": 0})
-        rep["shards"] += 1
-        rep["seconds"] += result["seconds"]
-        rep["tokens"] += result["tokens"]
+    def __init__(self, plan, progress: bool = True):
+        self.plan = plan
+        self.cfg = plan.cfg
+        self.progress = progress
+        self.timings: dict = {"per_replica": {}}
+        self.groups: list = []
+        self.pool: ReplicaPool | None = None
+        self.worker: ModelWorker | None = None
+        self.n = 1
+        self.gpus = 0.0
+        self._tables: dict = {}
+        if not self.cfg.no_ray:
+            self._reserve()
 
-    try:
-        if cfg.no_ray:
-            t0 = time.perf_counter()
-            worker = ModelWorker(str(plan.model.path), **_worker_kwargs(plan, cfg.threads))
-            timings["load_seconds"] = time.perf_counter() - t0
-            tables = worker.resolution_tables(plan.variants)
-            for shard in shards:
-                on_result(worker.run_shard(shard, plan.variants, cfg.decoding, cfg.batch_size))
-            return tables, timings
-        return _run_on_ray(plan, shards, on_result, timings), timings
-    finally:
-        bar.close()
+    def _reserve(self) -> None:
+        import ray
 
+        cfg = self.cfg
+        connect(cfg.address, cfg.num_cpus)
+        totals = ray.cluster_resources()
+        if cfg.device == "cuda" and totals.get("GPU", 0) < 1:
+            raise HarnessError("--device cuda: the Ray cluster has no GPUs")
+        self.gpus = 1.0 if cfg.device in ("auto", "cuda") and totals.get("GPU", 0) >= 1 else 0.0
+        if cfg.tp > 1:  # --tp: each replica is a gang of cfg.tp DeepSpeed AutoTP ranks (tensor_parallel.py)
+            from harness.distributed.tensor_parallel import TPReplicaFactory
 
-def _run_on_ray(plan, shards, on_result, timings: dict) -> dict:
-    import ray
+            self._make_worker = TPReplicaFactory(cfg, totals, self.gpus, str(self.plan.model.path), self._kwargs)
+            self.n, self.groups = self._make_worker.n, self._make_worker.groups
+            return
+        self.n = plan_replicas(str(cfg.replicas), totals, self.gpus, 1.0)
+        self.threads = cfg.threads or max(1, int(totals.get("CPU", os.cpu_count() or 1)) // self.n)
+        self.groups = reserve(self.n, cpus=1.0, gpus=self.gpus)
 
-    cfg = plan.cfg
-    connect(cfg.address, cfg.num_cpus)
-    totals = ray.cluster_resources()
-    gpus = 1.0 if (cfg.device in ("auto", "cuda") and totals.get("GPU", 0) >= 1) else 0.0
-    if cfg.device == "cuda" and not gpus:
-        from harness.errors import HarnessError
+    def _kwargs(self, threads: int | None, device: str) -> dict:
+        plan, cfg = self.plan, self.cfg
+        return dict(model_name=plan.model.name, prompt_format=plan.prompt_format, dtype=cfg.dtype, device=device,
+                    combine=cfg.combine, threads=threads)
 
-        raise HarnessError("--device cuda: the Ray cluster has no GPUs")
-    n = plan_replicas(str(cfg.replicas), totals, gpus, 1.0)
-    threads = cfg.threads or max(1, int(totals.get("CPU", os.cpu_count() or 1)) // n)
-    groups = reserve(n, cpus=1.0, gpus=gpus)
-    kwargs = _worker_kwargs(plan, threads) | ({"device": "cuda"} if gpus else {"device": "cpu"})
-
-    def make_worker(i: int):
+    def _make_worker(self, i: int):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        strategy = PlacementGroupSchedulingStrategy(placement_group=groups[i], placement_group_bundle_index=0)
-        return RemoteModelWorker.options(num_cpus=1.0, num_gpus=gpus, scheduling_strategy=strategy).remote(
-            str(plan.model.path), **kwargs)
+        strategy = PlacementGroupSchedulingStrategy(placement_group=self.groups[i], placement_group_bundle_index=0)
+        device = "cuda" if self.gpus else "cpu"
+        return RemoteModelWorker.options(num_cpus=1.0, num_gpus=self.gpus, scheduling_strategy=strategy).remote(
+            str(self.plan.model.path), **self._kwargs(self.threads, device))
 
-    t0 = time.perf_counter()
-    pool = ReplicaPool(make_worker, n)
-    try:
-        infos = pool.wait_ready()
-        timings["load_seconds"] = time.perf_counter() - t0
-        timings["replicas"] = infos
-        tables = ray.get(next(iter(pool.workers.values())).resolution_tables.remote(plan.variants))
-        pool.run(shards, plan.variants, cfg.decoding, cfg.batch_size, on_result)
-        timings["retries"] = pool.retries
-        timings["replaced_replicas"] = pool.replaced
-        return tables
-    finally:
-        pool.shutdown()
-        release(groups)
+    def start(self) -> dict:
+        """Load the model on every replica (once); returns the experts' resolution tables."""
+        if self.worker is not None or self.pool is not None:
+            return self._tables
+        t0 = time.perf_counter()
+        if self.cfg.no_ray:
+            self.worker = ModelWorker(str(self.plan.model.path), **self._kwargs(self.cfg.threads, self.cfg.device))
+            self._tables = self.worker.resolution_tables(self.plan.variants)
+        else:
+            import ray
+
+            self.pool = ReplicaPool(self._make_worker, self.n)
+            self.timings["replicas"] = self.pool.wait_ready()
+            self._tables = ray.get(next(iter(self.pool.workers.values())).resolution_tables.remote(self.plan.variants))
+        self.timings["load_seconds"] = time.perf_counter() - t0
+        return self._tables
+
+    def _map(self, shards, local_call, remote_call, on_result) -> None:
+        self.start()
+        if self.worker is not None:
+            for shard in shards:
+                on_result(local_call(self.worker, shard))
+        else:
+            try:
+                self.pool.map(shards, remote_call, on_result)
+            finally:
+                self.timings["retries"] = self.pool.retries
+                self.timings["replaced_replicas"] = self.pool.replaced
+
+    def run(self, shards, commit, variants=None, decoding=None) -> dict:
+        """Generate ``shards`` and ``commit`` each result; returns the token-resolution tables."""
+        variants = list(variants or self.plan.variants)
+        decoding = decoding or self.cfg.decoding
+        batch = self.cfg.batch_size
+        bar = Progress(sum(len(s.items) for s in shards) * len(variants), self.progress)
+        per_replica = self.timings["per_replica"]
+
+        def on_result(result: dict) -> None:
+            commit(result)
+            bar.update(result, self.pool.retries if self.pool else 0)
+            rep = per_replica.setdefault(result["replica"], {"shards": 0, "seconds": 0.0, "tokens": 0})
+            rep["shards"] += 1
+            rep["seconds"] += result["seconds"]
+            rep["tokens"] += result["tokens"]
+
+        try:
+            self._map(shards, lambda w, s: w.run_shard(s, variants, decoding, batch),
+                      lambda w, s: w.run_shard.remote(s, variants, decoding, batch), on_result)
+        finally:
+            bar.close()
+        return self._tables
+
+    def generate(self, items, variants, decoding) -> list[dict]:
+        """Generate rows for ``items`` without committing them (lm-eval bridge)."""
+        shards = [Shard(n, tuple(items[lo: lo + self.cfg.batch_size]), tuple(v.name for v in variants))
+                  for n, lo in enumerate(range(0, len(items), self.cfg.batch_size))]
+        results: dict[int, list[dict]] = {}
+        self.run(shards, lambda r: results.__setitem__(r["shard_id"], r["rows"]), variants, decoding)
+        return [row for n in sorted(results) for row in results[n]]
+
+    def score(self, pairs, variant, add_eos: bool = False, per_shard: int = 16) -> list[dict]:
+        """Log-likelihood of (instruction, continuation) pairs under ``variant``, in input order."""
+        chunks = [_Chunk(n, tuple(pairs[lo: lo + per_shard])) for n, lo in enumerate(range(0, len(pairs), per_shard))]
+        batch = self.cfg.batch_size
+        results: dict[int, list[dict]] = {}
+        self._map(chunks, lambda w, c: w.score(c.shard_id, c.pairs, variant, add_eos, batch),
+                  lambda w, c: w.score.remote(c.shard_id, c.pairs, variant, add_eos, batch),
+                  lambda r: results.__setitem__(r["shard_id"], r["rows"]))
+        return [row for n in sorted(results) for row in results[n]]
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.shutdown()
+        release(self.groups)
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_backend(plan, progress: bool = True) -> Backend:
+    """Check resources and reserve replicas for ``plan`` (nothing is generated yet)."""
+    return Backend(plan, progress)

@@ -54,6 +54,11 @@ class ReplicaPool:
 
     def run(self, shards: Sequence[Shard], variants, decoding: DecodingParams, batch_size: int,
             commit: Callable[[dict], None]) -> None:
+        """Generate every shard (``ModelWorker.run_shard``) and commit each result."""
+        self.map(shards, lambda w, s: w.run_shard.remote(s, variants, decoding, batch_size), commit)
+
+    def map(self, shards: Sequence, submit: Callable[[object, object], object], commit: Callable[[dict], None]) -> None:
+        """Run ``submit(worker, shard) -> ObjectRef`` for every shard (each has ``shard_id``)."""
         queue = deque((s, 0) for s in shards)
         in_flight: dict = {}  # ref -> (worker index, shard, attempts)
         load = {i: 0 for i in self.workers}
@@ -61,7 +66,7 @@ class ReplicaPool:
             for i in list(self.workers):
                 while queue and load[i] < self.depth:
                     shard, attempts = queue.popleft()
-                    ref = self.workers[i].run_shard.remote(shard, variants, decoding, batch_size)
+                    ref = submit(self.workers[i], shard)
                     in_flight[ref] = (i, shard, attempts)
                     load[i] += 1
             done, _ = ray.wait(list(in_flight), num_returns=1)
@@ -80,7 +85,7 @@ class ReplicaPool:
                 continue
             commit(result)
 
-    def _retry(self, queue: deque, shard: Shard, attempts: int, exc: Exception) -> None:
+    def _retry(self, queue: deque, shard, attempts: int, exc: Exception) -> None:
         if attempts >= self.max_retries:
             raise HarnessError(
                 f"shard {shard.shard_id} failed {attempts + 1} times (last: {type(exc).__name__}: "

@@ -56,5 +56,15 @@ class ModelWorker:
         return {"shard_id": shard.shard_id, "rows": rows, "replica": self.replica,
                 "seconds": time.perf_counter() - start, "tokens": sum(r["num_output_tokens"] for r in rows)}
 
+    def score(self, shard_id: int, pairs: Sequence[tuple[str, str]], variant: Variant, add_eos: bool = False,
+              batch_size: int = 8) -> dict:
+        """Log-likelihoods of (instruction, continuation) pairs under ``variant`` (see harness.scoring)."""
+        from harness.scoring import score_pairs
+
+        start = time.perf_counter()
+        scores = score_pairs(self.generator, pairs, variant, add_eos=add_eos, batch_size=batch_size)
+        return {"shard_id": shard_id, "rows": scores, "replica": self.replica,
+                "seconds": time.perf_counter() - start, "tokens": sum(s["num_tokens"] for s in scores)}
+
 
 RemoteModelWorker = ray.remote(max_restarts=0, max_task_retries=0)(ModelWorker)
