@@ -49,8 +49,10 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 def resolve_address(address: str | None = None) -> str:
     """The job server URL: ``address``, else ``$RAY_API_SERVER_ADDRESS``, else an http ``$RAY_ADDRESS``.
 
-    >>> resolve_address(None) if not os.environ.get("RAY_ADDRESS") else DEFAULT_ADDRESS
-    'http://127.0.0.1:8265'
+    Falls back to :data:`DEFAULT_ADDRESS`; ``HOST:PORT`` means ``http://HOST:PORT``.
+
+    >>> resolve_address("http://head:8265/")
+    'http://head:8265'
     """
     if not address:
         address = os.environ.get("RAY_API_SERVER_ADDRESS")
