@@ -75,8 +75,9 @@ def _print_result(result) -> None:
     print(result.summary)
     print(f"\nrun {result.run_id}: {result.num_rows} sample rows in {result.store} "
           f"({result.generated} generated now, {result.timings.get('wall_seconds', 0):.1f} s)")
-    print(f"query: harness query --store {result.store} \"select variant, avg(num_output_tokens) from samples "
-          f"where run_id = '{result.run_id}' group by variant\"")
+    ids = ", ".join(f"'{r}'" for r in result.run_id.split(","))
+    print(f"query: harness query --store {result.store} \"select run_id, variant, avg(num_output_tokens) from samples "
+          f"where run_id in ({ids}) group by all\"")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

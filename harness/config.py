@@ -47,6 +47,7 @@ class RunConfig:
     replicas: str = "1"
     num_cpus: int | None = None
     threads: int | None = None
+    tp: int = 1  # --tp: tensor-parallel ranks per replica (harness.distributed.tensor_parallel)
     no_ray: bool = False
     tasks_dirs: tuple[str, ...] = ()
     data: tuple[str, ...] = ()  # task=PATH overrides
@@ -104,6 +105,10 @@ class RunConfig:
                 raise HarnessError(f"{where}: {name}: must be positive, got {getattr(self, name)}")
         if self.replicas != "auto" and not (str(self.replicas).isdigit() and int(self.replicas) > 0):
             raise HarnessError(f"{where}: replicas: a positive number or 'auto', got {self.replicas!r}")
+        if not isinstance(self.tp, int) or self.tp < 1:  # --tp (DeepSpeed AutoTP)
+            raise HarnessError(f"{where}: tp: tensor-parallel ranks per replica must be a positive integer, got {self.tp!r}")
+        if self.tp > 1 and self.no_ray:
+            raise HarnessError(f"{where}: tp: --tp {self.tp} runs a gang of Ray actors; drop --no-ray")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise HarnessError(f"{where}: dtype: {self.dtype!r} is not float32, bfloat16 or float16")
         for item in self.data:

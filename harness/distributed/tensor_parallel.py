@@ -224,7 +224,8 @@ def plan_gangs(replicas: str, tp: int, totals: dict, use_gpu: bool) -> tuple[int
     else:
         n = int(replicas)
     if use_gpu and (n < 1 or n * tp > gpus):
-        raise HarnessError(f"--tp {tp}: {max(n, 1)} replica(s) need {max(n, 1) * tp} GPU(s) (one per rank); the cluster has {gpus:g}")
+        need = max(n, 1)
+        raise HarnessError(f"--tp {tp}: {need} replica(s) need {need * tp} GPU(s) (one per rank); the cluster has {gpus:g}")
     if n * tp * cpu_per_rank > cpus + 1e-9:
         raise HarnessError(f"--tp {tp} --replicas {n}: needs {n * tp * cpu_per_rank:g} CPU(s) ({tp} ranks x "
                            f"{cpu_per_rank:g} CPU per replica); the cluster has {cpus:g}")
@@ -272,8 +273,8 @@ class TPReplicaFactory:
         ranks = []
         for r in range(self.tp):
             strategy = PlacementGroupSchedulingStrategy(placement_group=self.groups[i], placement_group_bundle_index=r)
-            ranks.append(RemoteTPRankWorker.options(num_cpus=self.cpus, num_gpus=self.gpus, scheduling_strategy=strategy)
-                         .remote(r, self.tp, self.model_path, **self.kwargs))
+            actor = RemoteTPRankWorker.options(num_cpus=self.cpus, num_gpus=self.gpus, scheduling_strategy=strategy)
+            ranks.append(actor.remote(r, self.tp, self.model_path, **self.kwargs))
         port = ranks[0].free_port.remote()
         for a in ranks:
             a.setup.remote(port)  # rendezvous on rank 0's port; info() waits for it

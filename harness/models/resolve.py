@@ -27,6 +27,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.models.builtin import BUILTINS, suggest
+from harness.models.deepspeed_source import looks_like_zero_checkpoint, resolve_deepspeed
 from harness.models.fingerprint import cached_sha256, fingerprint_dir, weight_files
 from harness.models.home import harness_home, models_dir
 from harness.models.pull import build_atomically, is_complete, pull, read_meta
@@ -59,14 +60,10 @@ class ResolvedModel:
 Resolver = Callable[[str, Path, bool], ResolvedModel]
 
 
-def _deepspeed_not_supported(spec: str, home: Path, pull_missing: bool) -> ResolvedModel:
-    raise HarnessError("deepspeed: sources are not supported yet")
-
-
 #: Spec prefix -> resolver ``(spec, home, pull_missing) -> ResolvedModel``.
 #: Adding a source kind is one line here (or a call to :func:`register_prefix`).
 PREFIX_RESOLVERS: dict[str, Resolver] = {
-    "deepspeed:": _deepspeed_not_supported,
+    "deepspeed:": resolve_deepspeed,
 }
 
 
@@ -203,6 +200,8 @@ def resolve(spec: str, *, home: Path | str | None = None, pull_missing: bool = T
     if path.exists():
         path = path.resolve()
         if path.is_dir():
+            if looks_like_zero_checkpoint(path):  # latest / global_step* / zero_pp_rank_*: a raw ZeRO dir
+                return resolve_deepspeed(str(path), root, pull_missing)
             return _describe_dir(path, root, "local")
         if path.suffix == ".gguf":
             return _resolve_gguf(path, root, pull_missing)

@@ -66,8 +66,8 @@ def test_offline_hub_id_fails_fast(harness_home, monkeypatch):
     assert "someorg/some-model" in str(e.value)
 
 
-def test_deepspeed_prefix_not_supported_yet(harness_home):
-    with pytest.raises(HarnessError, match=r"^deepspeed: sources are not supported yet$"):
+def test_deepspeed_prefix_names_a_missing_path(harness_home):
+    with pytest.raises(HarnessError, match=r"^/ckpt/step3: no such file or directory$"):
         resolve("deepspeed:/ckpt/step3")
 
 
