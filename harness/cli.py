@@ -23,7 +23,7 @@ from harness.cli_util import add_verb
 from harness.errors import HarnessError
 
 ROOMS = ("harness.models.cli", "harness.tasks.cli", "harness.distributed.cli", "harness.results_cli",
-         "harness.ranking.cli", "harness.finetune.cli")
+         "harness.ranking.cli", "harness.judges.cli", "harness.finetune.cli")
 
 RUN_EPILOG = """examples:
   # the paper's comparison on the embedded base model (pulls Gemma-3-270M once)
