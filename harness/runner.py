@@ -97,7 +97,8 @@ def prepare(cfg: RunConfig) -> Plan:
     if lm_eval_tasks:
         from harness.lmeval import validate_tasks
 
-        validate_tasks([t[len(LM_EVAL_PREFIX):] for t in lm_eval_tasks], [Path(d) for d in cfg.tasks_dirs])
+        validate_tasks([t[len(LM_EVAL_PREFIX):] for t in lm_eval_tasks], [Path(d) for d in cfg.tasks_dirs],
+                       data=cfg.data_overrides())
     variants = parse_variants(list(cfg.variants), load_user_experts([Path(p) for p in cfg.experts]))
     model = resolve(cfg.model)
     formats = {t.prompt_format for t in tasks if getattr(t, "prompt_format", None)}
@@ -247,7 +248,8 @@ def _merge_metrics(store_root, run_id: str, summary, extra: list[dict]):
 
     if not extra:
         old = read_table(store_root, "metrics", run_id)
-        extra_table = old.filter(pa.compute.starts_with(old.column("task"), LM_EVAL_PREFIX))
+        from_lm_eval = [bool(d) and '"source": "lm-eval"' in d for d in old.column("details").to_pylist()]
+        extra_table = old.filter(pa.array(from_lm_eval, pa.bool_()))
     else:
         extra_table = from_rows(extra, "metrics")
     return pa.concat_tables([summary, extra_table])

@@ -53,23 +53,28 @@ def test_worker_killed_mid_run_every_row_exactly_once(ray_cluster, reference_sto
     assert result.num_rows == 12
 
 
-def test_driver_sigkill_then_resume_equals_uninterrupted(reference_store, tmp_path, harness_home):
-    argv = [sys.executable, "-m", "harness.cli", "run", "--model", "tiny-random-llama", "--tasks", "instructions-mini",
-            "--limit", "6", "--max-new-tokens", "6", "--batch-size", "1", "--run-id", "r", "--store", str(tmp_path),
-            "-q", "--num-cpus", "1"]
+def test_driver_sigkill_then_resume_equals_uninterrupted(tmp_path, harness_home):
+    flags = ["--model", "tiny-random-llama", "--tasks", "instructions-mini", "--limit", "30", "--max-new-tokens", "24",
+             "--batch-size", "1", "--run-id", "r"]
+    reference = tmp_path / "reference"
+    execute(RunConfig.from_sources(None, {"model": "tiny-random-llama", "tasks": "instructions-mini", "limit": 30,
+                                          "max_new_tokens": 24, "batch_size": 1, "run_id": "r", "no_ray": True,
+                                          "store": str(reference)}), progress=False)
+    store = tmp_path / "killed"
+    argv = [sys.executable, "-m", "harness.cli", "run", *flags, "--store", str(store), "-q", "--num-cpus", "1"]
     env = os.environ | {"HARNESS_HOME": str(harness_home)}
     proc = subprocess.Popen(argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    shard_dir = tmp_path / "samples" / "run_id=r"
+    shard_dir = store / "samples" / "run_id=r"
     deadline = time.time() + 120
     while time.time() < deadline and not (shard_dir.is_dir() and any(shard_dir.glob("part-*.parquet"))):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        time.sleep(0.2)
+        time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray daemons it started
     proc.wait()
-    partial = read_table(tmp_path, "samples").num_rows
-    assert 0 < partial < 12, "the kill should land mid-run"
-    resume("r", tmp_path, progress=False, no_ray=True)
-    assert _pairs(tmp_path) == _pairs(reference_store)
+    partial = read_table(store, "samples").num_rows
+    assert 0 < partial < 60, "the kill should land mid-run"
+    resume("r", store, progress=False, no_ray=True)
+    assert _pairs(store) == _pairs(reference)
 
 
 def test_more_gpus_than_exist_is_a_one_line_error(ray_cluster, capsys, tmp_path):

@@ -149,7 +149,8 @@ def test_jobs_stop_a_running_job(head, client_token, capsys):
     assert f"job {job_id}: STOPPED" in capsys.readouterr().out
 
 
-def test_auth_errors_are_one_line(head, monkeypatch, capsys):
+def test_auth_errors_are_one_line(head, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token left by earlier Ray sessions
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
     assert main(["jobs", "list", "--address", head["url"]]) == 2
