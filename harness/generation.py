@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from harness.experts.processor import ResolvedExpert, RuleExpertProcessor
+from harness.experts.trace import FlipTrace, empty_columns
 from harness.experts.variants import Variant
 from harness.prompts import render, user_start_token
 from harness.records import DecodingParams, PromptItem
@@ -42,11 +43,12 @@ class Generator:
         combine: how the expert joins the model, ``logit-add`` or ``logsoftmax-sum``.
         model: an already-built model (DeepSpeed inference engines pass theirs).
         use_cache: the KV cache (off only to prove it changes nothing).
+        trace: record where the expert flipped the argmax (the ``flip_*`` row columns).
     """
 
     def __init__(self, model_path: str | Path, *, model_name: str | None = None, prompt_format: str = "tulu",
                  dtype: str = "float32", device: str = "auto", combine: str = "logit-add", model=None,
-                 use_cache: bool = True):
+                 use_cache: bool = True, trace: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if device == "auto":
@@ -56,6 +58,7 @@ class Generator:
         self.prompt_format = prompt_format
         self.combine = combine
         self.use_cache = use_cache
+        self.trace = trace
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
@@ -111,13 +114,15 @@ class Generator:
 
     # -- generation ----------------------------------------------------------------
     @torch.inference_mode()
-    def generate_batch(self, encoded: list[dict], variant: Variant, decoding: DecodingParams) -> tuple[list[list[int]], float]:
-        """Generate for one padded batch under one variant; returns new token ids and seconds."""
+    def generate_batch(self, encoded: list[dict], variant: Variant,
+                       decoding: DecodingParams) -> tuple[list[list[int]], float, FlipTrace | None]:
+        """Generate for one padded batch under one variant; returns new token ids, seconds and the trace."""
         ids, mask, starts = self._pad(encoded)
         processors = []
         expert = self.expert_for(variant)
+        trace = FlipTrace(len(encoded)) if self.trace and expert is not None else None
         if expert is not None:
-            processors.append(RuleExpertProcessor(expert, starts, ids.shape[1], combine=self.combine))
+            processors.append(RuleExpertProcessor(expert, starts, ids.shape[1], combine=self.combine, trace=trace))
         kwargs = dict(do_sample=decoding.do_sample)
         if decoding.do_sample:
             torch.manual_seed(decoding.seed)
@@ -132,7 +137,7 @@ class Generator:
         )
         seconds = time.perf_counter() - start
         new = out[:, ids.shape[1]:].tolist()
-        return [self._trim(row) for row in new], seconds
+        return [self._trim(row) for row in new], seconds, trace
 
     def _trim(self, row: list[int]) -> list[int]:
         """Cut at the first EOS (kept) and drop padding after it."""
@@ -153,9 +158,11 @@ class Generator:
         for lo in range(0, len(encoded), batch_size):
             batch = encoded[lo: lo + batch_size]
             for variant in variants:
-                outputs, seconds = self.generate_batch(batch, variant, decoding)
-                for e, toks in zip(batch, outputs):
+                outputs, seconds, trace = self.generate_batch(batch, variant, decoding)
+                for b, (e, toks) in enumerate(zip(batch, outputs)):
                     rows.append(self._row(e, variant, toks, seconds, len(batch)))
+                    if self.trace:
+                        rows[-1].update(trace.columns(b, len(toks)) if trace else empty_columns())
                 if on_batch:
                     on_batch(len(batch), sum(len(t) for t in outputs))
         return rows

@@ -3,9 +3,11 @@
 The expert's score vector ``r`` is added to the base model's next-token logits
 (``logit-add``) or combined as the paper's code does, ``log_softmax(base) +
 log_softmax(r)`` (``logsoftmax-sum``). The two differ by a per-row constant, so greedy
-tokens are identical; ``logit-add`` saves two softmaxes. All arithmetic is fp32.
+tokens are identical; ``logit-add`` saves two softmaxes. All arithmetic is fp32, and
+``r`` is assembled in :data:`harness.experts.rules.SUM_ORDER`, bit-identical to the
+from-scratch :mod:`harness.experts.reference` path.
 
-State is per row: the diversity rule's seen-token mask starts at each row's own user
+State is per row: the diversity rule's seen-token set starts at each row's own user
 message (left padding differs per row), and ``t`` (tokens generated so far) is the
 current length minus the padded prompt length, the same for every row. Create one
 processor per ``generate`` call.
@@ -22,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,51 +31,44 @@ import torch
 from transformers import LogitsProcessor
 
 from harness.errors import HarnessError
-from harness.experts.spec import EosRule, ExpertSpec
-from harness.experts.tokens import Resolution, bytelevel_surface, is_byte_level, resolve_tokens, sentencepiece_surface
+from harness.experts.rules import eos_bonus, start_score
+from harness.experts.spec import ExpertSpec, StartRule
+from harness.experts.tokens import (Resolution, bytelevel_surface, check_llama2, is_byte_level, looks_like_llama2,
+                                    resolve_token, sentencepiece_surface)
+from harness.experts.trace import FlipTrace, top_rule
 
 COMBINE_MODES = ("logit-add", "logsoftmax-sum")
+__all__ = ["COMBINE_MODES", "ResolvedExpert", "RuleExpertProcessor", "eos_bonus", "start_vector"]
 
 
-def eos_bonus(rule: EosRule, t: int) -> float:
-    """EOS score after ``t`` generated tokens (paper-spec §2.2 rule 1).
+def start_vector(rule: StartRule, tokenizer, vocab_size: int) -> torch.Tensor:
+    """Weighted first-position scores of the start rule over the vocabulary, (V,) fp32.
 
-    >>> eos_bonus(EosRule(), 0), eos_bonus(EosRule(), 100), eos_bonus(EosRule(), 250)
-    (0.0, 6.0, 0.0)
+    Pieces starting with ``<`` (byte pieces, specials) are scored raw, every other piece
+    by its surface text (see :func:`harness.experts.rules.start_score`); ids past the
+    tokenizer's length (padded embedding rows) score 0.
     """
-    bonus = 0.0
-    if 0 < t < rule.until:
-        bonus = rule.per_token * t if rule.ramp == "linear" else rule.scale * (math.exp(rule.rate * t) - 1.0)
-    if rule.fallback_after is not None and t > rule.fallback_after:
-        bonus += rule.fallback_bonus
-    return bonus
-
-
-def _start_scores(spec_start, tokenizer, vocab_size: int) -> torch.Tensor:
-    """First-position scores of the start rule over the vocabulary (paper-spec §2.3)."""
     surface = bytelevel_surface if is_byte_level(tokenizer) else sentencepiece_surface
-    scores = torch.zeros(vocab_size, dtype=torch.float32)
-    for idx in range(min(vocab_size, len(tokenizer))):
-        piece = tokenizer.convert_ids_to_tokens(idx) or ""
+    n = min(vocab_size, len(tokenizer))
+    values = []
+    for piece in tokenizer.convert_ids_to_tokens(list(range(n))):
+        piece = piece or ""
         text = piece if piece.startswith("<") else (surface(piece) or piece)
-        text = text.lstrip(" ")
-        if text == spec_start.agreement:
-            s = spec_start.agreement_bonus
-        elif text == "I":
-            s = spec_start.i_penalty
-        elif text and text[0].isalpha():
-            s = spec_start.letter_bonus
-        elif text and not text[0].isalnum() and not text[0].isspace():
-            s = spec_start.punct_penalty
-        else:
-            s = 0.0
-        scores[idx] = s * spec_start.weight
+        values.append(start_score(text, rule) * rule.weight)
+    scores = torch.zeros(vocab_size, dtype=torch.float32)
+    scores[:n] = torch.tensor(values, dtype=torch.float32)
     return scores
 
 
 @dataclass
 class ResolvedExpert:
-    """An :class:`ExpertSpec` bound to one tokenizer and one model vocabulary size."""
+    """An :class:`ExpertSpec` bound to one tokenizer and one model vocabulary size.
+
+    Attributes:
+        uniform_bias: (V,) fp32, the uniform deltas (zeros when the rule is off).
+        start_first: (V,) fp32, the start rule's weighted first-position scores, or None.
+        start_later: ``(id, delta)`` for the 2nd and 3rd response positions.
+    """
 
     spec: ExpertSpec
     vocab_size: int
@@ -83,10 +77,15 @@ class ResolvedExpert:
     start_first: torch.Tensor | None = None  # (V,) fp32
     start_later: tuple[tuple[int, float], ...] = ()  # (id, delta) for positions 1 and 2
     resolutions: list[Resolution] = field(default_factory=list)
+    _on_device: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, spec: ExpertSpec, tokenizer, vocab_size: int, eos_id: int | None = None) -> ResolvedExpert:
-        """Resolve token strings and check every id fits the model's vocabulary."""
+        """Resolve token strings and check every id fits the model's vocabulary.
+
+        Runs the Llama-2 id check when the spec asks for it (``check: llama2``) and,
+        automatically, whenever the tokenizer is Llama-2's.
+        """
         where = f"expert {spec.name!r} ({spec.source})"
         if eos_id is None:
             eos_id = tokenizer.eos_token_id
@@ -97,16 +96,18 @@ class ResolvedExpert:
                 f"{where}: tokenizer has {len(tokenizer)} tokens but the model only {vocab_size} logits; "
                 "refusing to truncate (the paper's code silently does)"
             )
-        res = resolve_tokens(tokenizer, spec.token_strings(), where) if spec.token_strings() else []
-        out = cls(spec, vocab_size, eos_id, resolutions=res)
+        res = [resolve_token(tokenizer, token, f"{where}: {key}") for key, token in spec.token_fields()]
         n_uniform = len(spec.uniform or ())
-        if spec.uniform:
-            bias = torch.zeros(vocab_size, dtype=torch.float32)
-            for r, d in zip(res[:n_uniform], spec.uniform):
-                bias[r.id] += d.delta
-            out.uniform_bias = bias
+        if spec.check == "llama2" or looks_like_llama2(tokenizer):
+            if spec.check == "llama2" and not looks_like_llama2(tokenizer):
+                raise HarnessError(f"{where}: check: llama2: the tokenizer is not Llama-2's (32,000 SentencePiece pieces)")
+            check_llama2(res[:n_uniform], eos_id=eos_id, tokenizer=tokenizer, where=where)
+        out = cls(spec, vocab_size, eos_id, resolutions=res)
+        out.uniform_bias = torch.zeros(vocab_size, dtype=torch.float32)
+        for r, d in zip(res[:n_uniform], spec.uniform or ()):
+            out.uniform_bias[r.id] += d.delta
         if spec.start:
-            out.start_first = _start_scores(spec.start, tokenizer, vocab_size)
+            out.start_first = start_vector(spec.start, tokenizer, vocab_size)
             later = res[n_uniform:]
             out.start_later = ((later[0].id, spec.start.second.delta), (later[1].id, spec.start.third.delta))
         return out
@@ -122,24 +123,37 @@ class ResolvedExpert:
             "tokens": [r.as_dict() for r in self.resolutions],
         }
 
-    def static_scores(self, t: int, device) -> torch.Tensor:
-        """Row-independent scores at step ``t``: uniform deltas, EOS ramp, start rule."""
-        r = torch.zeros(self.vocab_size, dtype=torch.float32, device=device)
-        if self.uniform_bias is not None:
-            r += self.uniform_bias.to(device)
+    def on(self, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(uniform_bias, start_first)`` on ``device``, copied once and cached."""
+        key = str(device)
+        if key not in self._on_device:
+            sf = self.start_first.to(device) if self.start_first is not None else None
+            self._on_device[key] = (self.uniform_bias.to(device), sf)
+        return self._on_device[key]
+
+    def column_extras(self, t: int) -> dict[int, list[float]]:
+        """Per-token additions at step ``t`` beyond the uniform deltas, in sum order.
+
+        The EOS bonus, then the start rule's 2nd/3rd-position delta; the start rule's
+        first-position vector is not included (it touches every id).
+        """
+        extras: dict[int, list[float]] = {}
         if self.spec.eos is not None:
-            r[self.eos_id] += eos_bonus(self.spec.eos, t)
-        if self.start_first is not None:
-            if t == 0:
-                r += self.start_first.to(device)
-            elif t in (1, 2):
-                idx, delta = self.start_later[t - 1]
-                r[idx] += delta
-        return r
+            bonus = eos_bonus(self.spec.eos, t)
+            if bonus != 0.0:
+                extras.setdefault(self.eos_id, []).append(bonus)
+        if self.start_later and t in (1, 2):
+            idx, delta = self.start_later[t - 1]
+            extras.setdefault(idx, []).append(delta)
+        return extras
 
 
 class RuleExpertProcessor(LogitsProcessor):
     """Adds the rule expert's scores to a (left-padded) batch of next-token logits.
+
+    Per step the work is one in-place ``(B, V)`` add of a cached per-row vector
+    (uniform deltas minus the diversity penalty), a scatter for the new token, and fixes
+    on at most two columns (the EOS ramp, the start rule's later positions).
 
     Args:
         expert: the :class:`ResolvedExpert`.
@@ -147,53 +161,146 @@ class RuleExpertProcessor(LogitsProcessor):
             of the user message; the diversity rule's ``user`` scope starts there.
         prompt_length: padded prompt length; ``t = input_ids.shape[1] - prompt_length``.
         combine: ``logit-add`` or ``logsoftmax-sum``.
+        trace: a :class:`~harness.experts.trace.FlipTrace` to record argmax flips in.
+        inplace: add into ``scores`` (``generate`` hands each step a fresh fp32 copy).
+
+    Note:
+        With ``inplace=True`` the ``scores`` tensor passed in is modified; pass
+        ``inplace=False`` if the caller keeps the raw logits (``output_logits``).
     """
 
     def __init__(self, expert: ResolvedExpert, user_starts: Sequence[int], prompt_length: int,
-                 combine: str = "logit-add"):
+                 combine: str = "logit-add", trace: FlipTrace | None = None, inplace: bool = True):
         if combine not in COMBINE_MODES:
             raise HarnessError(f"combine mode {combine!r} is not one of {', '.join(COMBINE_MODES)}")
         self.expert = expert
         self.user_starts = list(user_starts)
         self.prompt_length = prompt_length
         self.combine = combine
-        self.seen: torch.Tensor | None = None  # (B, V) bool
+        self.trace = trace
+        self.inplace = inplace
+        div = expert.spec.diversity
+        self._penalty = div.penalty if div is not None else 0.0
+        self._additive = div is not None and div.mode == "additive"
+        self._multiplicative = div is not None and div.mode == "multiplicative"
+        self.seen: torch.Tensor | None = None  # (B, V) bool: ids in the diversity scope so far
+        self._steady: torch.Tensor | None = None  # (B, V) fp32: uniform - penalty * seen
         self._seen_upto = 0
 
-    def _update_seen(self, input_ids: torch.LongTensor) -> torch.Tensor:
+    # -- state ---------------------------------------------------------------------
+    def _init_state(self, input_ids: torch.LongTensor) -> None:
         batch, length = input_ids.shape
-        if self.seen is None:
-            scope_user = self.expert.spec.diversity.scope == "user"
-            self.seen = torch.zeros(batch, self.expert.vocab_size, dtype=torch.bool, device=input_ids.device)
+        uniform, _ = self.expert.on(input_ids.device)
+        self.seen = torch.zeros(batch, self.expert.vocab_size, dtype=torch.bool, device=input_ids.device)
+        if self.expert.spec.diversity is not None:
+            user_scope = self.expert.spec.diversity.scope == "user"
             for b in range(batch):
-                start = self.user_starts[b] if scope_user else self.prompt_length
+                start = self.user_starts[b] if user_scope else self.prompt_length
                 self.seen[b, input_ids[b, start:]] = True
-        elif length > self._seen_upto:
-            self.seen.scatter_(1, input_ids[:, self._seen_upto:length], True)
+        self._steady = uniform.expand(batch, -1).clone()
+        if self._additive:
+            self._steady[self.seen] -= self._penalty
         self._seen_upto = length
-        return self.seen
 
-    def rule_scores(self, input_ids: torch.LongTensor, device) -> torch.Tensor:
-        """The expert's additive scores ``r`` for this step, shape (B, V)."""
-        t = input_ids.shape[1] - self.prompt_length
-        r = self.expert.static_scores(t, device).expand(input_ids.shape[0], -1)
-        div = self.expert.spec.diversity
-        if div is not None and div.mode == "additive":
-            r = r - div.penalty * self._update_seen(input_ids).float()
+    def _advance(self, input_ids: torch.LongTensor) -> None:
+        if input_ids.shape[1] <= self._seen_upto or self.expert.spec.diversity is None:
+            self._seen_upto = input_ids.shape[1]
+            return
+        new = input_ids[:, self._seen_upto:]  # (B, k), k = 1 under generate
+        self.seen.scatter_(1, new, True)
+        if self._additive:
+            uniform, _ = self.expert.on(input_ids.device)
+            self._steady.scatter_(1, new, uniform[new] - self._penalty)
+        self._seen_upto = input_ids.shape[1]
+
+    def _column(self, idx: int, extras: list[float], uniform: torch.Tensor) -> torch.Tensor:
+        """Exact rule score of column ``idx`` for every row, (B,), in sum order."""
+        value = uniform[idx]
+        for extra in extras:
+            value = value + extra
+        col = value.expand(self.seen.shape[0])
+        if self._additive:
+            col = torch.where(self.seen[:, idx], col - self._penalty, col)
+        return col
+
+    def rule_scores(self, t: int) -> torch.Tensor:
+        """The expert's full score vector ``r`` at step ``t`` (a new (B, V) tensor)."""
+        uniform, start_first = self.expert.on(self.seen.device)
+        if t == 0 and start_first is not None:
+            r = (uniform + start_first).expand(self.seen.shape[0], -1).clone()
+            if self._additive:
+                r[self.seen] -= self._penalty
+        else:
+            r = self._steady.clone()
+        for idx, extras in self.expert.column_extras(t).items():
+            r[:, idx] = self._column(idx, extras, uniform)
         return r
 
+    # -- the processor ------------------------------------------------------------------
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if scores.shape[-1] != self.expert.vocab_size:
             raise HarnessError(
                 f"expert {self.expert.spec.name!r}: model produced {scores.shape[-1]} logits, "
                 f"expert was built for {self.expert.vocab_size}"
             )
-        base = scores.float()  # (B, V)
-        div = self.expert.spec.diversity
-        if div is not None and div.mode == "multiplicative":
-            seen = self._update_seen(input_ids)
-            base = torch.where(seen, torch.where(base > 0, base / div.penalty, base * div.penalty), base)
-        r = self.rule_scores(input_ids, base.device)
-        if self.combine == "logsoftmax-sum":
-            return torch.log_softmax(base, dim=-1) + torch.log_softmax(r, dim=-1)
-        return base + r
+        if self.seen is None:
+            self._init_state(input_ids)
+        else:
+            self._advance(input_ids)
+        t = input_ids.shape[1] - self.prompt_length
+        base = scores.float()  # (B, V); no copy when already fp32
+        kept = base.clone() if self.trace is not None else None
+        modified = kept
+        if self._multiplicative:
+            p = self._penalty
+            base = torch.where(self.seen, torch.where(base > 0, base / p, base * p), base)
+            modified = base.clone() if self.trace is not None else None
+        if self.combine == "logsoftmax-sum" or (t == 0 and self.expert.start_first is not None):
+            r = self.rule_scores(t)
+            if self.combine == "logsoftmax-sum":
+                out = torch.log_softmax(base, dim=-1) + torch.log_softmax(r, dim=-1)
+            else:
+                out = base.add_(r) if self.inplace else base + r
+        else:
+            uniform, _ = self.expert.on(base.device)
+            fixes = [(idx, base[:, idx].clone(), self._column(idx, extras, uniform))
+                     for idx, extras in self.expert.column_extras(t).items()]
+            out = base.add_(self._steady) if self.inplace else base + self._steady
+            for idx, base_col, r_col in fixes:
+                out[:, idx] = base_col + r_col
+        if self.trace is not None:
+            self._record(t, kept, modified, out)
+        return out
+
+    # -- attribution trace -------------------------------------------------------------
+    def _record(self, t: int, raw: torch.Tensor, modified: torch.Tensor, out: torch.Tensor) -> None:
+        """Record every row whose argmax the expert changed (see :class:`FlipTrace`)."""
+        base_top, chosen = raw.argmax(-1), out.argmax(-1)
+        rows = (base_top != chosen).nonzero().flatten().tolist()
+        if not rows:
+            return
+        uniform, start_first = self.expert.on(raw.device)
+        spec = self.expert.spec
+        for b in rows:
+            bt, ch = int(base_top[b]), int(chosen[b])
+            contrib: dict[str, float] = {}
+            if spec.eos is not None:
+                bonus = eos_bonus(spec.eos, t)
+                contrib["eos"] = bonus * ((ch == self.expert.eos_id) - (bt == self.expert.eos_id))
+            if spec.uniform is not None:
+                contrib["uniform"] = float(uniform[ch] - uniform[bt])
+            if spec.diversity is not None:
+                if self._additive:
+                    contrib["diversity"] = -self._penalty * (int(self.seen[b, ch]) - int(self.seen[b, bt]))
+                else:  # multiplicative: how much the penalty moved the base margin
+                    contrib["diversity"] = float((modified[b, ch] - modified[b, bt]) - (raw[b, ch] - raw[b, bt]))
+            if spec.start is not None:
+                if t == 0:
+                    contrib["start"] = float(start_first[ch] - start_first[bt])
+                elif t in (1, 2):
+                    idx, delta = self.expert.start_later[t - 1]
+                    contrib["start"] = delta * ((ch == idx) - (bt == idx))
+                else:
+                    contrib["start"] = 0.0
+            self.trace.record(b, t, bt, ch, float(raw[b, bt] - raw[b, ch]), float(out[b, ch] - out[b, bt]),
+                              top_rule(contrib))

@@ -26,6 +26,8 @@ PRESETS = Path(__file__).parent / "presets"
 RULES = ("eos", "uniform", "diversity", "start")
 MODIFIERS = ("table8", "fallback", "prose")
 FULL_OPTIONS = "eos-uniform-diversity"
+CHECKS = ("llama2",)
+TOP_KEYS = ("name", "description", "include", "check", "eos", "uniform", "diversity", "start")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,12 @@ class StartRule:
 
 @dataclass(frozen=True, slots=True)
 class ExpertSpec:
-    """A complete rule expert. ``None`` for a rule means the rule is off."""
+    """A complete rule expert. ``None`` for a rule means the rule is off.
+
+    ``check`` names a tokenizer assertion run when the expert is bound to a tokenizer
+    (``llama2``: the paper's 15 token ids, EOS 2 and the tag ids, paper-spec §5.2); it
+    validates and never changes scores, so it is not part of :meth:`spec_hash`.
+    """
 
     name: str
     eos: EosRule | None = None
@@ -94,6 +101,7 @@ class ExpertSpec:
     start: StartRule | None = None
     description: str = ""
     source: str = "<builtin>"
+    check: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -101,17 +109,21 @@ class ExpertSpec:
         return d
 
     def spec_hash(self) -> str:
-        """Content hash of the rules (name and source excluded)."""
+        """Content hash of the rules (name, description, source and check excluded)."""
         d = self.to_dict()
-        d.pop("name"), d.pop("description")
+        d.pop("name"), d.pop("description"), d.pop("check")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def token_fields(self) -> list[tuple[str, str]]:
+        """``(key, token string)`` for every string the expert needs resolved, in order."""
+        out = [(f"uniform[{i}].token", d.token) for i, d in enumerate(self.uniform or ())]
+        if self.start:
+            out += [("start.second.token", self.start.second.token), ("start.third.token", self.start.third.token)]
+        return out
 
     def token_strings(self) -> list[str]:
         """Every token string the expert needs resolved."""
-        out = [d.token for d in self.uniform or ()]
-        if self.start:
-            out += [self.start.second.token, self.start.third.token]
-        return out
+        return [token for _, token in self.token_fields()]
 
 
 def _section(raw: dict, key: str, cls, where: str):
@@ -125,31 +137,40 @@ def _section(raw: dict, key: str, cls, where: str):
         if k not in fields:
             raise HarnessError(f"{where}: {key}.{k}: unknown key{did_you_mean(k, fields)}; keys: {', '.join(fields)}")
     kwargs = dict(value)
-    for k in ("second", "third"):
-        if k in kwargs and isinstance(kwargs[k], dict):
-            kwargs[k] = _delta(kwargs[k], f"{where}: {key}.{k}")
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise HarnessError(f"{where}: {key}: {exc}") from None
+    defaults = cls()
+    for k, v in value.items():
+        default = getattr(defaults, k)
+        if isinstance(default, TokenDelta):
+            kwargs[k] = _delta(v, f"{where}: {key}.{k}")
+        elif isinstance(default, float) or (k == "fallback_after"):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                if not (k == "fallback_after" and v is None):
+                    raise HarnessError(f"{where}: {key}.{k}: expected a number, got {v!r}")
+            kwargs[k] = v if k == "fallback_after" else float(v)
+        elif isinstance(default, int) and (isinstance(v, bool) or not isinstance(v, int)):
+            raise HarnessError(f"{where}: {key}.{k}: expected an integer, got {v!r}")
+        elif isinstance(default, str) and not isinstance(v, str):
+            raise HarnessError(f"{where}: {key}.{k}: expected a string, got {v!r}")
+    return cls(**kwargs)
 
 
 def _delta(item, where: str) -> TokenDelta:
     if not isinstance(item, dict) or set(item) != {"token", "delta"}:
         raise HarnessError(f"{where}: expected {{token: STRING, delta: NUMBER}}, got {item!r}")
-    if not isinstance(item["token"], str) or not isinstance(item["delta"], (int, float)):
+    if not isinstance(item["token"], str) or isinstance(item["delta"], bool) or not isinstance(item["delta"], (int, float)):
         raise HarnessError(f"{where}: token must be a string and delta a number, got {item!r}")
     return TokenDelta(item["token"], float(item["delta"]))
 
 
 def expert_from_dict(raw: dict, source: str = "<dict>") -> ExpertSpec:
-    """Build and validate an :class:`ExpertSpec` from parsed YAML."""
+    """Build and validate an :class:`ExpertSpec` from parsed YAML (``include:`` resolved)."""
     if not isinstance(raw, dict):
         raise HarnessError(f"{source}: expected a mapping at the top level")
-    allowed = ("name", "description", "eos", "uniform", "diversity", "start")
     for k in raw:
-        if k not in allowed:
-            raise HarnessError(f"{source}: {k}: unknown key{did_you_mean(k, allowed)}; keys: {', '.join(allowed)}")
+        if k not in TOP_KEYS:
+            raise HarnessError(f"{source}: {k}: unknown key{did_you_mean(k, TOP_KEYS)}; keys: {', '.join(TOP_KEYS)}")
+    if "include" in raw:
+        raise HarnessError(f"{source}: include: only expert files may include (use load_expert)")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise HarnessError(f"{source}: name: required, a non-empty string")
@@ -158,6 +179,9 @@ def expert_from_dict(raw: dict, source: str = "<dict>") -> ExpertSpec:
         if not isinstance(uniform, list):
             raise HarnessError(f"{source}: uniform: expected a list of {{token, delta}}")
         uniform = tuple(_delta(u, f"{source}: uniform[{i}]") for i, u in enumerate(uniform))
+    check = raw.get("check")
+    if check is not None and check not in CHECKS:
+        raise HarnessError(f"{source}: check: {check!r} is not one of {', '.join(CHECKS)}{did_you_mean(str(check), CHECKS)}")
     spec = ExpertSpec(
         name=name,
         eos=_section(raw, "eos", EosRule, source),
@@ -166,6 +190,7 @@ def expert_from_dict(raw: dict, source: str = "<dict>") -> ExpertSpec:
         start=_section(raw, "start", StartRule, source),
         description=str(raw.get("description", "")),
         source=source,
+        check=check,
     )
     _validate(spec, source)
     return spec
@@ -174,6 +199,10 @@ def expert_from_dict(raw: dict, source: str = "<dict>") -> ExpertSpec:
 def _validate(spec: ExpertSpec, where: str) -> None:
     if spec.eos and spec.eos.ramp not in ("linear", "exponential"):
         raise HarnessError(f"{where}: eos.ramp: {spec.eos.ramp!r} is not linear or exponential")
+    if spec.eos and spec.eos.until < 1:
+        raise HarnessError(f"{where}: eos.until: must be a positive token count, got {spec.eos.until}")
+    if spec.eos and spec.eos.fallback_after is not None and (isinstance(spec.eos.fallback_after, bool) or not isinstance(spec.eos.fallback_after, int)):
+        raise HarnessError(f"{where}: eos.fallback_after: expected an integer or null, got {spec.eos.fallback_after!r}")
     if spec.diversity:
         if spec.diversity.mode not in ("additive", "multiplicative"):
             raise HarnessError(f"{where}: diversity.mode: {spec.diversity.mode!r} is not additive or multiplicative")
@@ -181,9 +210,7 @@ def _validate(spec: ExpertSpec, where: str) -> None:
             raise HarnessError(f"{where}: diversity.scope: {spec.diversity.scope!r} is not user or response")
 
 
-def load_expert(path: Path) -> ExpertSpec:
-    """Load an expert YAML file; errors name the file and key."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -192,7 +219,64 @@ def load_expert(path: Path) -> ExpertSpec:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise HarnessError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    return expert_from_dict(raw, str(path))
+    if not isinstance(raw, dict):
+        raise HarnessError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def _include_path(target, path: Path) -> Path:
+    """``include:`` names a built-in preset (``paper``) or a file relative to ``path``."""
+    if not isinstance(target, str) or not target:
+        raise HarnessError(f"{path}: include: expected a preset name or a file path, got {target!r}")
+    if not target.endswith((".yaml", ".yml")):
+        preset = PRESETS / f"{target}.yaml"
+        if not preset.is_file():
+            names = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+            raise HarnessError(f"{path}: include: unknown preset {target!r}{did_you_mean(target, names)}; presets: {', '.join(names)}")
+        return preset
+    return (path.parent / target).resolve()
+
+
+def _merged(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The file's keys over its ``include:`` chain: local keys win, mapping sections merge."""
+    path = Path(path)
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise HarnessError(f"{path}: include: cycle {cycle}")
+    raw = _read_yaml(path)
+    for k in raw:  # unknown keys are reported against the file that has them
+        if k not in TOP_KEYS:
+            raise HarnessError(f"{path}: {k}: unknown key{did_you_mean(k, TOP_KEYS)}; keys: {', '.join(TOP_KEYS)}")
+    if "include" not in raw:
+        return raw
+    base = _merged(_include_path(raw["include"], path), (*chain, path.resolve()))
+    base.pop("name", None), base.pop("description", None)
+    out = dict(base)
+    for k, v in raw.items():
+        if k == "include":
+            continue
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            out[k] = {**base[k], **v}  # section keys merge; `diversity: null` turns a rule off
+        else:
+            out[k] = v
+    return out
+
+
+def load_expert(path: Path) -> ExpertSpec:
+    """Load an expert YAML file; errors name the file and key.
+
+    ``include: paper`` (a preset name) or ``include: other.yaml`` (relative to this
+    file) starts from another expert: this file's keys win, mapping sections
+    (``eos``, ``diversity``, ``start``) merge key by key, ``uniform`` is replaced whole,
+    and ``RULE: null`` turns a rule off.
+
+    Example:
+        >>> spec = load_expert(PRESETS / "paper-table8.yaml")
+        >>> {d.token: d.delta for d in spec.uniform}["What"], spec.eos.until
+        (-3.0, 250)
+    """
+    path = Path(path)
+    return expert_from_dict(_merged(path), str(path))
 
 
 def paper_expert(options: str = FULL_OPTIONS) -> ExpertSpec:
@@ -212,7 +296,10 @@ def paper_expert(options: str = FULL_OPTIONS) -> ExpertSpec:
             )
     if len(set(parts)) != len(parts) or not set(parts) & set(RULES):
         raise HarnessError(f"variant 'rules:{options}': name each rule once and at least one of {', '.join(RULES)}")
-    full = load_expert(PRESETS / "paper.yaml")
+    for modifier, rule in (("table8", "uniform"), ("fallback", "eos"), ("prose", "diversity")):
+        if modifier in parts and rule not in parts:
+            raise HarnessError(f"variant 'rules:{options}': modifier {modifier!r} changes rule {rule!r}, which is off")
+    full = load_expert(PRESETS / "paper-start.yaml")  # paper.yaml plus the start rule
     spec = replace(
         full,
         name=f"rules:{options}",

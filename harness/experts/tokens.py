@@ -21,6 +21,11 @@ from harness.errors import HarnessError
 
 # The ids the paper's code hard-codes for Llama-2 (paper-spec §2.2), in preset order.
 LLAMA2_IDS = (29966, 529, 29989, 306, 29902, 1334, 5618, 881, 334, 448, 1678, 396, 444, 13, 29991)
+LLAMA2_STRINGS = ("<", " <", "|", " I", "I", " We", "What", " should", " *", " -", "   ", " #", " ##", "\n", "!")
+LLAMA2_BY_STRING = dict(zip(LLAMA2_STRINGS, LLAMA2_IDS))
+LLAMA2_EOS = 2
+# The code matches the last five ids of these strings to find the user and assistant turns.
+LLAMA2_TAGS = {"\n<|user|>\n": (29989, 1792, 29989, 29958, 13), "\n<|assistant|>\n": (465, 22137, 29989, 29958, 13)}
 _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
@@ -112,9 +117,41 @@ def resolve_tokens(tokenizer, tokens: list[str], where: str = "expert") -> list[
     return [resolve_token(tokenizer, t, where) for t in tokens]
 
 
-def check_llama2(resolutions: list[Resolution]) -> None:
-    """Assert the paper's 15 uniform-rule tokens resolved to the Llama-2 ids of its code."""
-    got = tuple(r.id for r in resolutions)
-    if got != LLAMA2_IDS:
-        diff = [f"{r.token!r}: {r.id} != {want}" for r, want in zip(resolutions, LLAMA2_IDS) if r.id != want]
-        raise HarnessError(f"llama2 check: resolved ids differ from the paper's: {'; '.join(diff) or got}")
+def looks_like_llama2(tokenizer) -> bool:
+    """Whether ``tokenizer`` is the LLaMA-1/2 SentencePiece vocabulary (32,000 pieces).
+
+    Checks the size and five landmark pieces (``<unk> <s> </s>``, ``<0x0A>`` at 13, a
+    bare ``▁`` at 29871), which no other common vocabulary has in those places.
+    """
+    if tokenizer is None or len(tokenizer) != 32000:
+        return False
+    return tokenizer.convert_ids_to_tokens([0, 1, 2, 13, 29871]) == ["<unk>", "<s>", "</s>", "<0x0A>", "▁"]
+
+
+def check_llama2(resolutions: list[Resolution], *, eos_id: int | None = None, tokenizer=None,
+                 where: str = "expert") -> None:
+    """Assert the ids of the paper's Llama-2 code (paper-spec §2.2, §5.2).
+
+    Every resolved string that the paper's code hard-codes (the 15 uniform tokens) must
+    have the code's id; with ``eos_id`` it must be 2; with ``tokenizer`` the last five ids
+    of ``"\n<|user|>\n"`` and ``"\n<|assistant|>\n"`` must be the code's tag ids.
+    Raises a one-line :class:`HarnessError` listing every mismatch.
+
+    Example:
+        >>> check_llama2([Resolution("What", 5618, "What"), Resolution(" What", 1724, "▁What")])
+        >>> check_llama2([Resolution(" I", 1, "x")])
+        Traceback (most recent call last):
+        ...
+        harness.errors.HarnessError: expert: llama2 check failed: ' I' is 1, the paper's code uses 306
+    """
+    bad = [f"{r.token!r} is {r.id}, the paper's code uses {LLAMA2_BY_STRING[r.token]}"
+           for r in resolutions if r.token in LLAMA2_BY_STRING and r.id != LLAMA2_BY_STRING[r.token]]
+    if eos_id is not None and eos_id != LLAMA2_EOS:
+        bad.append(f"EOS is {eos_id}, the paper's code uses {LLAMA2_EOS}")
+    if tokenizer is not None:
+        for text, want in LLAMA2_TAGS.items():
+            got = tuple(tokenizer(text, add_special_tokens=False)["input_ids"][-len(want):])
+            if got != want:
+                bad.append(f"tag {text!r} ends in {list(got)}, the paper's code matches {list(want)}")
+    if bad:
+        raise HarnessError(f"{where}: llama2 check failed: {'; '.join(bad)}")

@@ -2,11 +2,14 @@
 
 ``none`` (the base model alone), ``rules`` (= ``rules:eos-uniform-diversity``),
 ``rules:<option string>``, ``ablations`` (none + full + each single-rule removal, the
-paper's Table 4), or the name of a user-registered expert YAML.
+paper's Table 4), a built-in preset (``paper-table8``, ``paper-start``, ...), the
+``name:`` of an ``--expert`` YAML, or the path of an expert YAML file.
 
 Example:
     >>> [v.name for v in parse_variants(["ablations"])]
     ['none', 'rules', 'rules:uniform-diversity', 'rules:eos-uniform', 'rules:eos-diversity']
+    >>> parse_variant("paper-table8").expert.spec_hash() == parse_variant("rules:eos-uniform-diversity-table8").expert.spec_hash()
+    True
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError, did_you_mean
+from harness.experts.registry import RESERVED, expert_registry
 from harness.experts.spec import FULL_OPTIONS, ExpertSpec, load_expert, paper_expert
 
 ABLATIONS = ("none", "rules", "rules:uniform-diversity", "rules:eos-uniform", "rules:eos-diversity")
@@ -45,8 +49,15 @@ def parse_variant(name: str, user_experts: dict[str, ExpertSpec] | None = None) 
         return Variant(name, paper_expert(options))
     if name in user_experts:
         return Variant(name, user_experts[name])
-    known = ["none", "rules", "ablations", *user_experts]
-    raise HarnessError(f"--variants: unknown variant {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}, rules:<options>")
+    if name.endswith((".yaml", ".yml")):
+        spec = load_expert(Path(name))
+        return Variant(spec.name, spec)
+    registry = expert_registry()
+    if name in registry:
+        return Variant(name, registry.get(name))
+    known = [*RESERVED, *registry.names(), *user_experts]
+    raise HarnessError(f"--variants: unknown variant {name!r}{did_you_mean(name, known)}; "
+                       f"known: {', '.join(known)}, rules:<options>, FILE.yaml")
 
 
 def parse_variants(names: list[str], user_experts: dict[str, ExpertSpec] | None = None) -> list[Variant]:
@@ -62,11 +73,10 @@ def parse_variants(names: list[str], user_experts: dict[str, ExpertSpec] | None 
 
 
 def load_user_experts(paths: list[Path]) -> dict[str, ExpertSpec]:
-    """Load expert YAML files; each registers under its ``name``."""
-    out: dict[str, ExpertSpec] = {}
-    for p in paths:
-        spec = load_expert(Path(p))
-        if spec.name in out or spec.name in ("none", "rules", "ablations") or spec.name.startswith("rules:"):
-            raise HarnessError(f"{p}: name: {spec.name!r} is already taken")
-        out[spec.name] = spec
-    return out
+    """Load ``--expert`` YAML files; each registers under its ``name:``.
+
+    A name that is reserved, a built-in preset's, or another file's is an error naming
+    the file and key.
+    """
+    registry = expert_registry(paths)
+    return {s.name: s for s in (registry.get(n) for n in registry.names()) if s.source in {str(Path(p)) for p in paths}}

@@ -4,8 +4,8 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.experts.processor import ResolvedExpert
-from harness.experts.spec import paper_expert
-from harness.experts.tokens import LLAMA2_IDS, Resolution, bytelevel_surface, check_llama2, resolve_tokens, sentencepiece_surface
+from harness.experts.spec import load_expert, paper_expert
+from harness.experts.tokens import LLAMA2_IDS, LLAMA2_STRINGS, Resolution, bytelevel_surface, check_llama2, resolve_tokens, sentencepiece_surface
 
 
 @pytest.mark.parametrize("piece,surface", [("▁I", " I"), ("▁▁▁", "   "), ("<0x0A>", "\n"), ("What", "What"), ("<0xE2>", None)])
@@ -32,11 +32,20 @@ def test_multi_token_string_is_an_error(tiny_tokenizer):
 
 
 def test_llama2_check_reports_mismatches():
-    good = [Resolution(str(i), i, str(i)) for i in LLAMA2_IDS]
-    check_llama2(good)
+    good = [Resolution(s, i, s) for s, i in zip(LLAMA2_STRINGS, LLAMA2_IDS)]
+    check_llama2(good, eos_id=2)
     bad = good[:3] + [Resolution(" I", 1, "x")] + good[4:]
-    with pytest.raises(HarnessError, match="' I': 1 != 306"):
-        check_llama2(bad)
+    with pytest.raises(HarnessError, match="' I' is 1, the paper's code uses 306") as err:
+        check_llama2(bad, eos_id=3, where="experts/x.yaml")
+    assert str(err.value).startswith("experts/x.yaml: llama2 check failed") and "EOS is 3" in str(err.value)
+
+
+def test_unresolvable_token_names_file_and_key(tmp_path, tiny_tokenizer):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nuniform:\n  - {token: '!', delta: 1}\n  - {token: ' supercalifragilistic', delta: 2}\n")
+    with pytest.raises(HarnessError, match=r"mine\.yaml\): uniform\[1\]\.token: token ' supercalifragilistic' is not a single token") as err:
+        ResolvedExpert.build(load_expert(path), tiny_tokenizer, len(tiny_tokenizer))
+    assert "\n" not in str(err.value)
 
 
 def test_tokenizer_larger_than_model_is_refused(tiny_tokenizer):
