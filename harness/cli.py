@@ -58,6 +58,8 @@ def _add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> N
         p.add_argument("--prompt-format", dest="prompt_format", choices=["tulu", "hf"], help="default: the model's (tulu for base models)")
         p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
         p.add_argument("--combine", choices=["logit-add", "logsoftmax-sum"], help="how the expert joins the model (same greedy tokens)")
+        p.add_argument("--trace", action="store_true", default=None,
+                       help="record where the expert flipped the base model's argmax (flip_* columns of samples)")
         p.add_argument("--run-id", dest="run_id", help="name the run (default: model + hash of the config)")
         p.add_argument("--store", help="results directory (default ./results)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per batch (default 8)")

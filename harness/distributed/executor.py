@@ -94,7 +94,7 @@ class Backend:
     def _kwargs(self, threads: int | None, device: str) -> dict:
         plan, cfg = self.plan, self.cfg
         return dict(model_name=plan.model.name, prompt_format=plan.prompt_format, dtype=cfg.dtype, device=device,
-                    combine=cfg.combine, threads=threads)
+                    combine=cfg.combine, threads=threads, trace=cfg.trace)
 
     def _make_worker(self, i: int):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy

@@ -72,9 +72,10 @@ class TPRankWorker(ModelWorker):
     """
 
     def __init__(self, rank: int, world: int, model_path: str, *, model_name: str, prompt_format: str = "tulu",
-                 dtype: str = "float32", device: str = "cpu", combine: str = "logit-add", threads: int | None = None):
+                 dtype: str = "float32", device: str = "cpu", combine: str = "logit-add", threads: int | None = None,
+                 trace: bool = False):
         self.rank, self.world, self.model_path = rank, world, model_path
-        self.opts = dict(model_name=model_name, prompt_format=prompt_format, dtype=dtype, combine=combine)
+        self.opts = dict(model_name=model_name, prompt_format=prompt_format, dtype=dtype, combine=combine, trace=trace)
         self.device_kind = "cuda" if device == "cuda" else "cpu"
         self.threads = threads
         self.generator = None

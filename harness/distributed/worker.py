@@ -28,7 +28,7 @@ class ModelWorker:
     """Loads one model replica and generates shards of (prompt x variant) rows."""
 
     def __init__(self, model_path: str, *, model_name: str, prompt_format: str = "tulu", dtype: str = "float32",
-                 device: str = "auto", combine: str = "logit-add", threads: int | None = None):
+                 device: str = "auto", combine: str = "logit-add", threads: int | None = None, trace: bool = False):
         import torch
 
         if threads:
@@ -36,7 +36,7 @@ class ModelWorker:
         from harness.generation import Generator
 
         self.generator = Generator(model_path, model_name=model_name, prompt_format=prompt_format, dtype=dtype,
-                                   device=device, combine=combine)
+                                   device=device, combine=combine, trace=trace)
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
 
     def info(self) -> dict:

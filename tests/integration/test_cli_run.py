@@ -56,3 +56,15 @@ def test_no_ray_mode_matches_ray(finished_run, tmp_path):
     ray_out = read_table(finished_run, "samples").sort_by("key").select(["key", "output_token_ids"])
     local = read_table(tmp_path, "samples").sort_by("key").select(["key", "output_token_ids"])
     assert local.equals(ray_out)
+
+
+def test_trace_fills_flip_columns(tmp_path, tiny_model_dir):
+    assert main(RUN + ["--store", str(tmp_path), "--no-ray", "--trace"]) == 0
+    rows = read_table(tmp_path, "samples").to_pylist()
+    for r in rows:
+        if r["variant"] == "none":
+            assert r["flip_positions"] == []
+        else:
+            assert r["flip_positions"] is not None and len(r["flip_positions"]) == len(r["flip_rules"])
+            assert all(0 <= p < r["num_output_tokens"] for p in r["flip_positions"])
+    assert any(r["flip_positions"] for r in rows if r["variant"] == "rules")
