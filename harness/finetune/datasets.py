@@ -66,18 +66,9 @@ def read_rows(path: str | Path) -> list[dict]:
         if not isinstance(rows, list):
             raise HarnessError(f"{path}: expected a JSON list of rows")
         return rows
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}:{n}: invalid JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise HarnessError(f"{path}:{n}: expected a JSON object per line")
-        rows.append(row)
-    return rows
+    from harness.tasks.data import read_jsonl
+
+    return list(read_jsonl(p).rows)
 
 
 def _field(row: dict, key: str, path, n: int) -> str:

@@ -37,30 +37,24 @@ def load_pairs(path: str | Path, field_instruction: str = "instruction", field_r
         raise HarnessError(f"--data {path}: file not found")
     if limit is not None and limit <= 0:
         raise HarnessError(f"--limit: must be a positive number of pairs, got {limit}")
+    from harness.tasks.data import read_jsonl
+
     pairs: list[tuple[str, str]] = []
-    with p.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HarnessError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise HarnessError(f"{path}:{lineno}: expected a JSON object")
+    data = read_jsonl(p)
+    for row, loc in zip(data.rows, data.locs):
+        if field_response is None:
+            field_response = next((f for f in RESPONSE_FIELDS if f in row), None)
             if field_response is None:
-                field_response = next((f for f in RESPONSE_FIELDS if f in row), None)
-                if field_response is None:
-                    raise HarnessError(f"{path}:{lineno}: no response field ({', '.join(RESPONSE_FIELDS)}); "
-                                       f"pass --field-response (fields: {', '.join(sorted(row))})")
-            for name in (field_instruction, field_response):
-                if name not in row:
-                    raise HarnessError(f"{path}:{lineno}: field {name!r} missing (fields: {', '.join(sorted(row))})")
-                if not isinstance(row[name], str):
-                    raise HarnessError(f"{path}:{lineno}: field {name!r} must be a string")
-            pairs.append((row[field_instruction], row[field_response]))
-            if limit is not None and len(pairs) >= limit:
-                break
+                raise HarnessError(f"{loc}: no response field ({', '.join(RESPONSE_FIELDS)}); "
+                                   f"pass --field-response (fields: {', '.join(sorted(row))})")
+        for name in (field_instruction, field_response):
+            if name not in row:
+                raise HarnessError(f"{loc}: field {name!r} missing (fields: {', '.join(sorted(row))})")
+            if not isinstance(row[name], str):
+                raise HarnessError(f"{loc}: field {name!r} must be a string")
+        pairs.append((row[field_instruction], row[field_response]))
+        if limit is not None and len(pairs) >= limit:
+            break
     if not pairs:
         raise HarnessError(f"--data {path}: no rows")
     return pairs, field_response or ""

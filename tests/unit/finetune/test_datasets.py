@@ -105,7 +105,7 @@ def test_build_all_concatenates_in_order():
 def test_read_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "answer": "a"}\n{oops\n')
-    with pytest.raises(HarnessError, match=r"bad.jsonl:2: invalid JSON"):
+    with pytest.raises(HarnessError, match=r"bad.jsonl:2: malformed JSON"):
         read_rows(bad)
     wrong = tmp_path / "wrong.jsonl"
     wrong.write_text('{"q": "x"}\n')
