@@ -94,7 +94,7 @@ def _token() -> tuple[str | None, str]:
 
 def _auth_error(address: str, exc: Exception, source: str) -> HarnessError:
     text = str(getattr(exc, "message", "") or exc)
-    if "Authentication failed" in text or "403" in text:
+    if source != "nowhere" and ("Authentication failed" in text or "403" in text):
         return HarnessError(f"{address}: the Ray cluster rejected the token from {source}; export the head's "
                             "token (`ray get-auth-token` on the head) as RAY_AUTH_TOKEN")
     return HarnessError(f"{address}: the Ray cluster requires token auth; export RAY_AUTH_TOKEN=<token> (print it "
