@@ -157,6 +157,7 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     """Run (or continue) a configured evaluation and return where its rows went."""
     from harness.distributed.executor import open_backend
     from harness.metrics.summary import format_summary, summarize
+    from harness.metrics.task_metrics import task_metric_rows
     from harness.models.deepspeed_source import sweep_specs
 
     if (sweep := sweep_specs(cfg.model)) is not None:  # deepspeed:PATH@all: one run per checkpoint tag
@@ -198,6 +199,11 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
             timings = backend.timings
     samples = read_table(cfg.store, "samples", plan.run_id)
     metrics = summarize(samples, plan.run_id)
+    task_rows = task_metric_rows(samples, plan.run_id)  # e.g. IFEval on IFEval-schema documents
+    if task_rows:
+        import pyarrow as pa
+
+        metrics = pa.concat_tables([metrics, from_rows(task_rows, "metrics")])
     if extra_metrics or (not lm_todo and plan.lm_eval_tasks):
         metrics = _merge_metrics(cfg.store, plan.run_id, metrics, extra_metrics)
     store.write_metrics(plan.run_id, metrics)
