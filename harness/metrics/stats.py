@@ -154,6 +154,15 @@ def bootstrap_mean_ci(
     return (float(lo), float(hi))
 
 
+def _paired(a, b, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` as float arrays of one equal 1-D shape (paired observations)."""
+    xa = np.asarray(a, dtype=np.float64)
+    xb = np.asarray(b, dtype=np.float64)
+    if xa.shape != xb.shape or xa.ndim != 1:
+        raise ValueError(f"{name}: a and b must be 1-D of equal length, got {xa.shape} and {xb.shape}")
+    return xa, xb
+
+
 def paired_bootstrap_delta(
     a: Sequence[float] | np.ndarray,
     b: Sequence[float] | np.ndarray,
@@ -174,10 +183,7 @@ def paired_bootstrap_delta(
         >>> paired_bootstrap_delta([0, 1, 0, 1], [1, 1, 1, 1])
         (0.5, 0.0, 1.0)
     """
-    xa = np.asarray(a, dtype=np.float64)
-    xb = np.asarray(b, dtype=np.float64)
-    if xa.shape != xb.shape or xa.ndim != 1:
-        raise ValueError(f"paired_bootstrap_delta: a and b must be 1-D of equal length, got {xa.shape} and {xb.shape}")
+    xa, xb = _paired(a, b, "paired_bootstrap_delta")
     if len(xa) == 0:
         return (NAN, NAN, NAN)
     d = xb - xa
@@ -261,10 +267,7 @@ def sign_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) 
         >>> sign_test([1, 2, 3, 4], [2, 3, 4, 4])
         (3, 0, 0.25)
     """
-    xa = np.asarray(a, dtype=np.float64)
-    xb = np.asarray(b, dtype=np.float64)
-    if xa.shape != xb.shape or xa.ndim != 1:
-        raise ValueError(f"sign_test: a and b must be 1-D of equal length, got {xa.shape} and {xb.shape}")
+    xa, xb = _paired(a, b, "sign_test")
     up = int(np.sum(xb > xa))
     down = int(np.sum(xb < xa))
     return (up, down, binom_two_sided_p(up, up + down))
