@@ -17,10 +17,9 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-import yaml
-
 from harness.errors import HarnessError, did_you_mean
 from harness.records import DecodingParams
+from harness.yaml_io import read_yaml_mapping
 
 
 def _split(value) -> tuple[str, ...]:
@@ -71,16 +70,7 @@ class RunConfig:
         source = "<flags>"
         if path is not None:
             source = str(path)
-            p = Path(path)
-            if not p.is_file():
-                raise HarnessError(f"{path}: config file not found")
-            try:
-                raw = yaml.safe_load(p.read_text()) or {}
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                raise HarnessError(f"{path}{f':{mark.line + 1}' if mark else ''}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-            if not isinstance(raw, dict):
-                raise HarnessError(f"{path}: expected a mapping of settings at the top level")
+            raw = read_yaml_mapping(path)
             raw = {k.replace("-", "_"): v for k, v in raw.items()}
         names = [f.name for f in fields(cls) if f.name != "source"]
         for k in raw:

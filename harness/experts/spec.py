@@ -18,9 +18,9 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import yaml
 
 from harness.errors import HarnessError, did_you_mean
+from harness.yaml_io import read_yaml_mapping
 
 PRESETS = Path(__file__).parent / "presets"
 RULES = ("eos", "uniform", "diversity", "start")
@@ -211,17 +211,7 @@ def _validate(spec: ExpertSpec, where: str) -> None:
 
 
 def _read_yaml(path: Path) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: expert file not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise HarnessError(f"{path}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise HarnessError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return raw
+    return read_yaml_mapping(path, "expert file", allow_empty=False)
 
 
 def _include_path(target, path: Path) -> Path:

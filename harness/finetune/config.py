@@ -22,9 +22,9 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-import yaml
 
 from harness.errors import HarnessError, did_you_mean
+from harness.yaml_io import read_yaml_mapping
 from harness.prompts import ASSISTANT_TAG, USER_TAG
 
 OBJECTIVES = ("instruction", "response", "text")
@@ -141,16 +141,7 @@ class FinetuneConfig:
         ``output_dir`` override (a CLI flag) is relative to the working directory.
         """
         p = Path(path)
-        if not p.is_file():
-            raise HarnessError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(p.read_text("utf-8")) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise HarnessError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-        if not isinstance(raw, dict):
-            raise HarnessError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
+        raw = read_yaml_mapping(p)
         base = p.resolve().parent  # relative paths in the file are relative to the file
         if isinstance(raw.get("output_dir"), str) and raw["output_dir"]:
             raw["output_dir"] = str((base / Path(raw["output_dir"]).expanduser()).resolve())
