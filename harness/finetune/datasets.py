@@ -53,21 +53,10 @@ def read_rows(path: str | Path) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"{path}: data file not found")
-    if p.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    from harness.tasks.data import read_jsonl, read_local
 
-        return pq.read_table(p).to_pylist()
-    text = p.read_text("utf-8")
-    if p.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-        if not isinstance(rows, list):
-            raise HarnessError(f"{path}: expected a JSON list of rows")
-        return rows
-    from harness.tasks.data import read_jsonl
-
+    if p.suffix.lower() in (".json", ".parquet"):
+        return list(read_local(p).rows)
     return list(read_jsonl(p).rows)
 
 

@@ -147,17 +147,11 @@ def load_domain_rows(path: str | Path) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise HarnessError(f"--domain-data {path}: no such file")
+    from harness.tasks.data import read_jsonl
+
+    data = read_jsonl(p)
     rows = []
-    for n, line in enumerate(p.read_text("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        loc = f"{p}:{n}"
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise HarnessError(f"{loc}: bad JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise HarnessError(f"{loc}: expected a JSON object")
+    for row, loc in zip(data.rows, data.locs):
         rows.append({"instruction": _pick(row, INSTRUCTION_FIELDS, loc), "response": _pick(row, RESPONSE_FIELDS, loc)})
     if not rows:
         raise HarnessError(f"--domain-data {path}: no rows")
