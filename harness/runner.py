@@ -166,7 +166,9 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     store = Store(cfg.store)
     existing = store.existing_keys(plan.run_id)
     todo = [i for i in plan.items if any(plan.keys[(i.task, i.sample_id, v.name)] not in existing for v in plan.variants)]
-    done_tasks = set(read_table(cfg.store, "samples", plan.run_id).column("task").to_pylist()) if existing else set()
+    done_tasks: set[str] = set()
+    if existing and plan.lm_eval_tasks:  # only lm-eval tasks need the stored task names
+        done_tasks = set(read_table(cfg.store, "samples", plan.run_id).column("task").to_pylist())
     lm_todo = [t for t in plan.lm_eval_tasks if t not in done_tasks]
     manifest = store.read_manifest(plan.run_id) or {}
     created = manifest.get("created_at") or datetime.now(timezone.utc).isoformat()
@@ -254,7 +256,7 @@ def _merge_metrics(store_root, run_id: str, summary, extra: list[dict]):
 
     if not extra:
         old = read_table(store_root, "metrics", run_id)
-        from_lm_eval = [bool(d) and '"source": "lm-eval"' in d for d in old.column("details").to_pylist()]
+        from_lm_eval = [bool(d) and json.loads(d).get("source") == "lm-eval" for d in old.column("details").to_pylist()]
         extra_table = old.filter(pa.array(from_lm_eval, pa.bool_()))
     else:
         extra_table = from_rows(extra, "metrics")
