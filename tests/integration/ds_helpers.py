@@ -57,16 +57,20 @@ def make_zero3_checkpoint(model_dir: Path, out: Path, *, world_size: int = 1, ta
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     args = [str(model_dir), str(out), "--stage", str(stage), "--tags", *tags, "--step-before", *step_before]
-    port = str(free_port())
-    if world_size == 1:
-        env.update(MASTER_PORT=port, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-        cmd = [sys.executable, __file__, *args]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={world_size}",
-               "--master_addr=127.0.0.1", f"--master_port={port}", __file__, *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"checkpoint build failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    for attempt in range(3):  # a port free a moment ago can be taken before the rendezvous binds it
+        port = str(free_port())
+        if world_size == 1:
+            env.update(MASTER_PORT=port, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+            cmd = [sys.executable, __file__, *args]
+        else:
+            cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={world_size}",
+                   "--master_addr=127.0.0.1", f"--master_port={port}", __file__, *args]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode == 0:
+            return out
+        port_clash = "address already in use" in (proc.stdout + proc.stderr).lower()
+        if not port_clash or attempt == 2:
+            raise RuntimeError(f"checkpoint build failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return out
 
 
