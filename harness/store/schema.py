@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 HISTORY: dict[int, str] = {
     1: "samples, metrics, runs as first released",
     2: "metrics.sample_id: per-sample metric rows (IFEval booleans, judge verdicts, similarity points)",
+    3: "samples.engine, samples.max_new_tokens, samples.decoding_json, samples.prompt_truncated_tokens: "
+       "what ran for each row; metrics.filter: lm-eval's filter name as a column",
 }
 
 SAMPLES = pa.schema(
@@ -55,6 +57,11 @@ SAMPLES = pa.schema(
         pa.field("flip_base_margins", pa.list_(pa.float32())),
         pa.field("flip_chosen_margins", pa.list_(pa.float32())),
         pa.field("flip_rules", pa.list_(pa.string())),
+        # v3: what ran for this row (NULL on rows written before v3)
+        pa.field("engine", pa.string()),  # hf | vllm | hf-tp
+        pa.field("max_new_tokens", pa.int32()),  # the cap this row ran with
+        pa.field("decoding_json", pa.string()),  # every decoding field that ran, JSON
+        pa.field("prompt_truncated_tokens", pa.int32()),  # tokens dropped from the prompt's left (opt-in)
     ],
     metadata={"harness.table": "samples", "harness.schema_version": str(SCHEMA_VERSION)},
 )
@@ -74,6 +81,8 @@ METRICS = pa.schema(
         pa.field("details", pa.string()),  # JSON
         # v2: set on per-sample rows (one prompt's value); NULL on aggregate rows
         pa.field("sample_id", pa.string()),
+        # v3: lm-eval's filter ("none", "strict-match", ...) as its own column, never in the metric name
+        pa.field("filter", pa.string()),
     ],
     metadata={"harness.table": "metrics", "harness.schema_version": str(SCHEMA_VERSION)},
 )
@@ -146,8 +155,13 @@ def _v1_to_v2(data: pa.Table, table: str) -> pa.Table:
     return data
 
 
+def _v2_to_v3(data: pa.Table, table: str) -> pa.Table:
+    """v3 only added nullable columns; :func:`conform` fills them."""
+    return data
+
+
 # MIGRATIONS[v] turns a table written under version v into version v + 1.
-MIGRATIONS = {1: _v1_to_v2}
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def file_version(schema: pa.Schema) -> int:

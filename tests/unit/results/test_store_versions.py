@@ -26,7 +26,7 @@ def _write_raw(root: Path, table: str, run_id: str, data: pa.Table, version: str
 def test_current_files_are_stamped_with_the_schema_version(tmp_path):
     path = Store(tmp_path).write_samples("r", 0, [{"run_id": "r", "key": "k", "task": "t", "sample_id": "0",
                                                    "variant": "none", "model": "m"}])
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     assert file_version(pq.read_schema(path)) == SCHEMA_VERSION
 
 
