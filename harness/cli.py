@@ -43,7 +43,7 @@ variants: none | rules (= rules:eos-uniform-diversity) | rules:<options> | ablat
   1024 tokens), prose (diversity over the response only)."""
 
 
-def _add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> None:
+def add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> None:
     if not for_resume:
         p.add_argument("config", nargs="?", help="a YAML run config (flags override its settings)")
         p.add_argument("--model", help="built-in name (see `harness models list`), HF dir, .gguf file or hub id (default gemma-3-270m)")
@@ -121,12 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = add_verb(sub, "run", "generate (prompt x variant) pairs and compute metrics", cmd_run,
                    description="Generate every (prompt x variant) pair on Ray replicas and write samples, metrics and runs tables.",
                    epilog=RUN_EPILOG)
-    _add_run_flags(run)
+    add_run_flags(run)
     res = add_verb(sub, "resume", "continue an interrupted run (only missing rows are generated)", cmd_resume,
                    epilog="example:\n  harness resume gemma-3-270m-1a2b3c4d5e --store results")
     res.add_argument("run_id")
     res.add_argument("--store", default="results")
-    _add_run_flags(res, for_resume=True)
+    add_run_flags(res, for_resume=True)
     q = add_verb(sub, "query", "run DuckDB SQL over the tables samples, metrics, runs", cmd_query,
                  epilog="examples:\n  harness query \"select variant, avg(num_output_tokens) from samples group by variant\"\n"
                         "  harness query --format csv \"select * from metrics where metric = 'eos_rate'\"")

@@ -202,13 +202,13 @@ def _jobs_help(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``submit`` and ``jobs`` to the ``harness`` command line."""
-    from harness.cli import _add_run_flags
+    from harness.cli import add_run_flags
 
     p = add_verb(subparsers, "submit", "run an evaluation as a Ray job on a cluster", lambda a: 0,
                  description="Validate a run here, then run it as a Ray job (`harness run` on the cluster, joining "
                              "it), shipping the working directory.", epilog=SUBMIT_EPILOG)
     first = len(p._actions)
-    _add_run_flags(p)
+    add_run_flags(p)
     actions = p._actions[first:]
     for action in actions:
         if action.dest == "address":

@@ -33,6 +33,7 @@ from datetime import timedelta
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 
+from harness.deepspeed_compat import disable_shm_op
 from harness.distributed.worker import ModelWorker
 from harness.errors import HarnessError
 
@@ -40,17 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a rank waits for its peers (rendezvous and each collective).
 TIMEOUT_S = int(os.environ.get("HARNESS_TP_TIMEOUT_S", "600"))
-
-
-def disable_shm_op() -> None:
-    """Stop DeepSpeed from building its CPU shm comm op; call before ``init_distributed``.
-
-    ``import deepspeed.comm.torch as x`` would bind the real ``torch`` (``deepspeed.comm``
-    re-exports it), hence the ``sys.modules`` lookup.
-    """
-    import deepspeed.comm.torch  # noqa: F401
-
-    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
 
 
 def _cuda_index() -> int:

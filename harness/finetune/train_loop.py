@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -72,13 +71,6 @@ def deepspeed_config(cfg, *, on_gpu: bool) -> dict:
     }
 
 
-def _patch_deepspeed_shm() -> None:
-    """Skip DeepSpeed's CPU shm comm op: its JIT build costs ~24 s and it segfaults in sandboxes."""
-    import deepspeed.comm.torch  # noqa: F401
-
-    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
-
-
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point; ``config`` holds ``cfg`` (FinetuneConfig), ``model_path``, ``data`` (ObjectRef)."""
     import ray
@@ -91,7 +83,9 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if not cfg.use_gpu:
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    _patch_deepspeed_shm()
+    from harness.deepspeed_compat import disable_shm_op
+
+    disable_shm_op()
     import deepspeed
     from transformers import AutoModelForCausalLM
 

@@ -32,15 +32,12 @@ import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.models.fingerprint import TOKENIZER_FILES, cached_sha256, sha256_file, weight_files
 from harness.models.home import models_dir
+from harness.models.local_dir import ResolvedModel, describe_dir
 from harness.models.pull import build_atomically, is_complete, read_meta
-
-if TYPE_CHECKING:
-    from harness.models.resolve import ResolvedModel
 
 logger = logging.getLogger(__name__)
 
@@ -328,8 +325,6 @@ def resolve_deepspeed(spec: str, home: Path, pull_missing: bool = True) -> Resol
         >>> resolve_deepspeed("deepspeed:/ckpt/run1@global_step3", harness_home()).name   # doctest: +SKIP
         'run1@global_step3'
     """
-    from harness.models.resolve import _describe_dir
-
     zs = parse_spec(spec)
     if zs.tag == ALL:
         raise HarnessError(f"{spec}: @all sweeps every tag and is only accepted by `harness run`")
@@ -353,7 +348,7 @@ def resolve_deepspeed(spec: str, home: Path, pull_missing: bool = True) -> Resol
         build_atomically(final, home, final.name, build)
     else:
         logger.info("%s: reusing %s (converted from %s)", name, final, read_meta(final).get("source"))
-    return _describe_dir(final, home, "deepspeed", name=name)
+    return describe_dir(final, home, "deepspeed", name=name)
 
 
 def sweep_specs(spec: str) -> dict[str, str] | None:

@@ -17,44 +17,23 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.models.builtin import BUILTINS, suggest
 from harness.models.deepspeed_source import looks_like_zero_checkpoint, resolve_deepspeed
-from harness.models.fingerprint import cached_sha256, fingerprint_dir, weight_files
+from harness.models.fingerprint import cached_sha256, fingerprint_dir
 from harness.models.home import harness_home, models_dir
+from harness.models.local_dir import ResolvedModel, describe_dir
 from harness.models.pull import build_atomically, is_complete, pull, read_meta
+from harness.offline import hub_offline
 
 logger = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
-_TRUE = {"1", "true", "yes", "on"}
-
-
-@dataclass(frozen=True)
-class ResolvedModel:
-    """A model ready to load with ``from_pretrained(path)``.
-
-    Attributes:
-        name: display name (built-in name, dir name, GGUF stem or hub id).
-        path: local HF directory.
-        fingerprint: sha256 hex over config, tokenizer and weight file contents.
-        source: ``builtin``, ``local``, ``gguf`` or ``hub``.
-        default_prompt_format: ``tulu`` or ``hf`` (chat template).
-    """
-
-    name: str
-    path: Path
-    fingerprint: str
-    source: str
-    default_prompt_format: str
 
 
 Resolver = Callable[[str, Path, bool], ResolvedModel]
@@ -77,41 +56,6 @@ def register_prefix(prefix: str, resolver: Resolver) -> None:
         >>> del PREFIX_RESOLVERS["demo:"]
     """
     PREFIX_RESOLVERS[prefix] = resolver
-
-
-def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set to a true value."""
-    return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def guess_prompt_format(model_dir: Path) -> str:
-    """``hf`` when the tokenizer ships a chat template, else ``tulu``.
-
-    Example:
-        >>> guess_prompt_format(Path("/nonexistent"))
-        'tulu'
-    """
-    if (model_dir / "chat_template.jinja").is_file() or (model_dir / "chat_template.json").is_file():
-        return "hf"
-    try:
-        cfg = json.loads((model_dir / "tokenizer_config.json").read_text("utf-8"))
-    except (FileNotFoundError, ValueError):
-        return "tulu"
-    return "hf" if cfg.get("chat_template") else "tulu"
-
-
-def _describe_dir(path: Path, home: Path, source: str, name: str | None = None) -> ResolvedModel:
-    """Build a :class:`ResolvedModel` for an HF dir, checking that it has weights."""
-    if not (path / "config.json").is_file():
-        raise HarnessError(f"{path}: not a model directory (no config.json)")
-    if not [p for p in weight_files(path) if not p.name.endswith(".json")]:
-        raise HarnessError(f"{path}: no weight files (*.safetensors or *model*.bin)")
-    meta = read_meta(path)
-    name = name or meta.get("name") or path.name
-    builtin = BUILTINS.get(meta.get("name", ""))
-    fmt = builtin.default_prompt_format if builtin else guess_prompt_format(path)
-    return ResolvedModel(name=name, path=path, fingerprint=fingerprint_dir(path, home),
-                         source=source, default_prompt_format=fmt)
 
 
 def _resolve_builtin(name: str, home: Path, pull_missing: bool) -> ResolvedModel:
@@ -140,12 +84,12 @@ def _resolve_gguf(gguf: Path, home: Path, pull_missing: bool) -> ResolvedModel:
             return {"name": gguf.stem, "source": f"gguf:{gguf}", "sha256": sha}
 
         build_atomically(final, home, final.name, build)
-    return _describe_dir(final, home, "gguf", name=read_meta(final).get("name") or gguf.stem)
+    return describe_dir(final, home, "gguf", name=read_meta(final).get("name") or gguf.stem)
 
 
 def _resolve_hub(spec: str, home: Path, pull_missing: bool) -> ResolvedModel:
     repo_id, _, revision = spec.partition("@")
-    if hub_offline():
+    if hub_offline("models"):
         raise HarnessError(
             f"model {spec!r}: not a built-in name or an existing path, and HF_HUB_OFFLINE is set so the hub "
             f"cannot be used; built-in models: {', '.join(BUILTINS)}"
@@ -160,7 +104,7 @@ def _resolve_hub(spec: str, home: Path, pull_missing: bool) -> ResolvedModel:
     except Exception as exc:  # hub errors come in many types; keep the message to one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HarnessError(f"model {spec!r}: hub download failed: {first}") from exc
-    return _describe_dir(Path(local), home, "hub", name=spec)
+    return describe_dir(Path(local), home, "hub", name=spec)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -202,7 +146,7 @@ def resolve(spec: str, *, home: Path | str | None = None, pull_missing: bool = T
         if path.is_dir():
             if looks_like_zero_checkpoint(path):  # latest / global_step* / zero_pp_rank_*: a raw ZeRO dir
                 return resolve_deepspeed(str(path), root, pull_missing)
-            return _describe_dir(path, root, "local")
+            return describe_dir(path, root, "local")
         if path.suffix == ".gguf":
             return _resolve_gguf(path, root, pull_missing)
         raise HarnessError(f"{path}: not a model directory (with config.json) or a .gguf file")

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.offline import hub_offline
 from harness.tasks.spec import LOCAL_SUFFIXES, TaskSpec
 from harness.tasks.yaml_loader import where
 
 log = logging.getLogger(__name__)
-_TRUE = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -184,15 +184,9 @@ def _builder_files(spec: TaskSpec) -> list[Path]:
     return out
 
 
-def hub_offline() -> bool:
-    """``True`` when ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set to a true value."""
-    return any(os.environ.get(v, "").strip().lower() in _TRUE
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-
-
 def _load_hub(spec: TaskSpec, task_name: str) -> Rows:
     hint = f"pass --data {task_name}=PATH with a local .jsonl/.json/.csv/.parquet copy"
-    if hub_offline():
+    if hub_offline("datasets"):
         raise spec.error("dataset_path", f"'{spec.dataset_path}' is a Hugging Face hub dataset and the hub "
                                          f"is offline (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE); {hint}")
     split = _split(spec)

@@ -75,9 +75,9 @@ def make_zero3_checkpoint(model_dir: Path, out: Path, *, world_size: int = 1, ta
 
 
 def _train_and_save(model_dir: str, out: str, tags: list[str], step_before: list[str], stage: int) -> None:
-    import deepspeed.comm.torch  # noqa: F401 - the attribute below lives on this module
+    from harness.deepspeed_compat import disable_shm_op
 
-    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None  # before init_distributed
+    disable_shm_op()  # before init_distributed
     import deepspeed
     import torch
     from transformers import AutoModelForCausalLM
