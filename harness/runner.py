@@ -112,7 +112,7 @@ def prepare(cfg: RunConfig) -> Plan:
         raise HarnessError(f"tasks ask for different prompt formats {sorted(formats)}; pass --prompt-format")
     else:
         prompt_format = model.default_prompt_format
-    items, truncated = _fit_context(cfg, model, prompt_format, items)
+    items, truncated = _check_model_inputs(cfg, model, prompt_format, items, variants)
     run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
     plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks, truncated=truncated)
     owners: dict[str, tuple[str, str, str]] = {}
@@ -149,18 +149,34 @@ def _check_resources(cfg: RunConfig) -> None:
         check_reachable(cfg.address)
 
 
-def _fit_context(cfg: RunConfig, model, prompt_format: str, items: list[PromptItem]):
-    """Prompt tokens + cap against the model's context (:mod:`harness.context`); left-truncate on opt-in."""
-    from harness.context import context_length, fit_prompts
+def _check_model_inputs(cfg: RunConfig, model, prompt_format: str, items: list[PromptItem], variants: list[Variant]):
+    """Checks that need the model's tokenizer, done here so that they fail before any write.
 
+    Every expert's token strings resolve (:class:`~harness.experts.processor.ResolvedExpert`);
+    prompt tokens + cap fit the model's context (:mod:`harness.context`), or are cut from
+    the left on opt-in. Returns the (possibly truncated) items and the tokens dropped.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    from harness.context import context_length, fit_prompts
+    from harness.experts.processor import ResolvedExpert
+
+    experts = [v.expert for v in variants if v.expert is not None]
+    if not items and not experts:
+        return items, {}
+    tokenizer = AutoTokenizer.from_pretrained(str(model.path))
+    tokenizer.model_max_length = 2**62  # we compare lengths ourselves; no "longer than the maximum" warning
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # as the generator does
+    text_cfg = AutoConfig.from_pretrained(str(model.path))
+    vocab = getattr(text_cfg.get_text_config() if hasattr(text_cfg, "get_text_config") else text_cfg, "vocab_size", None)
+    for expert in {e.spec_hash(): e for e in experts}.values():
+        ResolvedExpert.build(expert, tokenizer, int(vocab or len(tokenizer)), tokenizer.eos_token_id)
     limit = context_length(model.path)
     if limit is None or not items:
         if limit is None:
             log.warning("%s: config.json names no context length; prompt lengths are not checked", model.name)
         return items, {}
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model.path))
     return fit_prompts(items, tokenizer, prompt_format, context=limit, max_new_tokens=cfg.max_new_tokens,
                        model=model.name, truncate=cfg.truncate_prompts)
 
