@@ -31,7 +31,7 @@ COMBINES = ("logit-add", "logsoftmax-sum")
 _ADDRESS = re.compile(r"(?P<scheme>ray://)?(?P<host>\[[0-9a-fA-F:]+\]|[^\s:/\[\]]+)(?::(?P<port>\d{1,5}))?")
 
 
-def check_address_syntax(address: str, where: str = "<flags>") -> tuple[str, int] | None:
+def check_address_syntax(address: str, where: str = "--address") -> tuple[str, int] | None:
     """``(host, port)`` of a Ray address, ``None`` for ``auto``/``local``; bad syntax is an error.
 
     >>> check_address_syntax("ray://head:10001"), check_address_syntax("10.0.0.2:6379"), check_address_syntax("auto")
@@ -42,7 +42,7 @@ def check_address_syntax(address: str, where: str = "<flags>") -> tuple[str, int
     m = _ADDRESS.fullmatch(address)
     port = m and (m["port"] or ("10001" if m["scheme"] else None))
     if not m or not port or not 0 < int(port) < 65536:
-        raise HarnessError(f"{where}: address: expected HOST:PORT, ray://HOST[:PORT] or auto, got {address!r}")
+        raise HarnessError(f"{where}: expected HOST:PORT, ray://HOST[:PORT] or auto, got {address!r}")
     return m["host"].strip("[]"), int(port)
 
 
@@ -117,39 +117,49 @@ class RunConfig:
         cfg.validate()
         return cfg
 
+    def where(self, name: str) -> str:
+        """How an error names a setting: ``FILE: name`` for a config file, ``--name`` for flags."""
+        return f"--{name.replace('_', '-')}" if self.source == "<flags>" else f"{self.source}: {name}"
+
     def validate(self) -> None:
-        where = self.source
+        w = self.where
         if not self.tasks and not self.prompts:
-            raise HarnessError(f"{where}: give --tasks NAME[,NAME] or --prompts FILE.jsonl")
+            raise HarnessError(f"{self.source}: give --tasks NAME[,NAME] or --prompts FILE.jsonl")
         if self.limit is not None and self.limit <= 0:
-            raise HarnessError(f"{where}: limit: must be a positive number of prompts per task, got {self.limit}")
+            raise HarnessError(f"{w('limit')}: must be a positive number of prompts per task, got {self.limit}")
         for name in ("max_new_tokens", "batch_size"):
             if getattr(self, name) <= 0:
-                raise HarnessError(f"{where}: {name}: must be positive, got {getattr(self, name)}")
+                raise HarnessError(f"{w(name)}: must be positive, got {getattr(self, name)}")
         if self.replicas != "auto" and not (str(self.replicas).isdigit() and int(self.replicas) > 0):
-            raise HarnessError(f"{where}: replicas: a positive number or 'auto', got {self.replicas!r}")
+            raise HarnessError(f"{w('replicas')}: a positive number or 'auto', got {self.replicas!r}")
         if not isinstance(self.tp, int) or self.tp < 1:  # --tp (DeepSpeed AutoTP)
-            raise HarnessError(f"{where}: tp: tensor-parallel ranks per replica must be a positive integer, got {self.tp!r}")
+            raise HarnessError(f"{w('tp')}: tensor-parallel ranks per replica must be a positive integer, got {self.tp!r}")
+        if self.no_ray:  # these only size or join a Ray cluster, which --no-ray does not use
+            for name, unset in (("address", None), ("num_cpus", None), ("replicas", "1")):
+                if getattr(self, name) != unset:
+                    raise HarnessError(f"{w(name)}: {getattr(self, name)!r} needs Ray, but no_ray (--no-ray) "
+                                       "generates in this process; drop one of them")
         if self.tp > 1 and self.no_ray:
-            raise HarnessError(f"{where}: tp: --tp {self.tp} runs a gang of Ray actors; drop --no-ray")
+            raise HarnessError(f"{w('tp')}: --tp {self.tp} runs a gang of Ray actors; drop --no-ray")
         for name in ("threads", "num_cpus"):  # 0 is not "all": leave the flag out for the default
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise HarnessError(f"{where}: {name}: must be a positive number (leave it out for the default), "
+                raise HarnessError(f"{w(name)}: must be a positive number (leave it out for the default), "
                                    f"got {getattr(self, name)}")
         for name, choices in (("device", DEVICES), ("combine", COMBINES), ("prompt_format", (None, *FORMATS))):
             if getattr(self, name) not in choices:
                 shown = [c for c in choices if c]
-                raise HarnessError(f"{where}: {name}: {getattr(self, name)!r} is not one of {', '.join(shown)}"
+                raise HarnessError(f"{w(name)}: {getattr(self, name)!r} is not one of {', '.join(shown)}"
                                    f"{did_you_mean(str(getattr(self, name)), shown)}")
         if self.do_sample and (self.temperature <= 0 or not 0 < self.top_p <= 1):
-            raise HarnessError(f"{where}: do_sample: needs temperature > 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
+            raise HarnessError(f"{w('do_sample')}: needs temperature > 0 and top_p in (0, 1], "
+                               f"got {self.temperature} and {self.top_p}")
         if self.address is not None:
-            check_address_syntax(self.address, where)
+            check_address_syntax(self.address, w("address"))
         if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise HarnessError(f"{where}: dtype: {self.dtype!r} is not float32, bfloat16 or float16")
+            raise HarnessError(f"{w('dtype')}: {self.dtype!r} is not float32, bfloat16 or float16")
         for item in self.data:
             if "=" not in item:
-                raise HarnessError(f"{where}: data: expected TASK=PATH, got {item!r}")
+                raise HarnessError(f"{w('data')}: expected TASK=PATH, got {item!r}")
 
     @property
     def decoding(self) -> DecodingParams:

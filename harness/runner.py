@@ -139,7 +139,8 @@ def _check_resources(cfg: RunConfig) -> None:
     """What the flags ask of this machine or cluster, checked up front (one line, nothing written)."""
     from harness.config import check_reachable
 
-    if cfg.device == "cuda" and cfg.no_ray:
+    local = cfg.no_ray or not (cfg.address or os.environ.get("RAY_ADDRESS"))  # this machine's devices are the run's
+    if cfg.device == "cuda" and local:
         import torch
 
         if not torch.cuda.is_available():
