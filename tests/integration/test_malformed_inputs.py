@@ -174,3 +174,19 @@ def test_malformed_input(case: Case, tmp_path, good_store, capsys, caplog, monke
     assert not warnings, f"a real CLI prints these to stderr too: {warnings}"
     assert _tree(good) == before, "the existing store changed"
     assert _tree(tmp_path) == files_before, "something was written next to the inputs"
+
+
+def test_one_line_from_a_real_process(tmp_path, harness_home, good_store):
+    """The in-process cases miss what a fresh interpreter prints (import-time warnings, progress bars)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "p.jsonl").write_text(LONG)
+    env = os.environ | {"HARNESS_HOME": str(harness_home)}
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--model", "tiny-random-llama", "--prompts",
+                           str(tmp_path / "p.jsonl"), "--store", str(tmp_path / "store")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "sample long: " in proc.stderr and "> 2048" in proc.stderr
+    assert not (tmp_path / "store").exists()
