@@ -60,6 +60,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> No
         p.add_argument("--combine", choices=["logit-add", "logsoftmax-sum"], help="how the expert joins the model (same greedy tokens)")
         p.add_argument("--trace", action="store_true", default=None,
                        help="record where the expert flipped the base model's argmax (flip_* columns of samples)")
+        p.add_argument("--truncate-prompts", dest="truncate_prompts", action="store_true", default=None,
+                       help="cut prompts longer than the model's context less --max-new-tokens from the left "
+                            "(recorded per row in samples.prompt_truncated_tokens); default: refuse them")
         p.add_argument("--run-id", dest="run_id", help="name the run (default: model + hash of the config)")
         p.add_argument("--store", help="results directory (default ./results)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per batch (default 8)")
@@ -107,8 +110,15 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="harness",
         description="Evaluate implicit instruction tuning: causal LMs with and without the paper's rule expert,\n"
                     "on Ray, into Parquet tables you query with SQL.",

@@ -47,6 +47,7 @@ class Plan:
     variants: list[Variant]
     lm_eval_tasks: tuple[str, ...] = ()  # ``lm_eval:NAME`` tasks, evaluated by lm-eval through the bridge
     keys: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (task, sample_id, variant) -> key
+    truncated: dict[tuple[str, str], int] = field(default_factory=dict)  # (task, sample_id) -> prompt tokens dropped
 
 
 @dataclass
@@ -92,6 +93,7 @@ def prepare(cfg: RunConfig) -> Plan:
     """Validate and resolve; raises :class:`HarnessError` before touching the store."""
     from harness.models import resolve
 
+    _check_resources(cfg)
     items, tasks = _load_items(cfg)
     lm_eval_tasks = tuple(t for t in cfg.tasks if t.startswith(LM_EVAL_PREFIX))
     if lm_eval_tasks:
@@ -110,14 +112,74 @@ def prepare(cfg: RunConfig) -> Plan:
         raise HarnessError(f"tasks ask for different prompt formats {sorted(formats)}; pass --prompt-format")
     else:
         prompt_format = model.default_prompt_format
+    items, truncated = _check_model_inputs(cfg, model, prompt_format, items, variants)
     run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
-    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks)
+    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks, truncated=truncated)
+    owners: dict[str, tuple[str, str, str]] = {}
     for item in items:
         for v in variants:
-            plan.keys[(item.task, item.sample_id, v.name)] = content_key(model.fingerprint, prompt_format, item, v, cfg)
-    if len(set(plan.keys.values())) != len(plan.keys):
-        raise HarnessError("duplicate sample ids within a task: give every prompt a unique id")
+            pair = (item.task, item.sample_id, v.name)
+            key = plan.keys[pair] = content_key(model.fingerprint, prompt_format, item, v, cfg)
+            if key in owners:
+                raise _duplicate(owners[key], pair)
+            owners[key] = pair
     return plan
+
+
+def _duplicate(first: tuple[str, str, str], second: tuple[str, str, str]) -> HarnessError:
+    """Two (prompt, variant) pairs with one content key: the same expert twice, or a repeated sample id."""
+    if first[:2] == second[:2]:
+        return HarnessError(f"variants {first[2]!r} and {second[2]!r} are the same expert with the same settings; "
+                            "keep one of them in --variants")
+    return HarnessError(f"task {second[0]}: sample id {second[1]!r} appears twice (as sample {first[1]!r} too): "
+                        "give every prompt a unique id")
+
+
+def _check_resources(cfg: RunConfig) -> None:
+    """What the flags ask of this machine or cluster, checked up front (one line, nothing written)."""
+    from harness.config import check_reachable
+
+    local = cfg.no_ray or not (cfg.address or os.environ.get("RAY_ADDRESS"))  # this machine's devices are the run's
+    if cfg.device == "cuda" and local:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HarnessError("--device cuda: this machine has no usable CUDA device (torch.cuda.is_available() is "
+                               "False); use --device cpu or auto")
+    if not cfg.no_ray:
+        check_reachable(cfg.address)
+
+
+def _check_model_inputs(cfg: RunConfig, model, prompt_format: str, items: list[PromptItem], variants: list[Variant]):
+    """Checks that need the model's tokenizer, done here so that they fail before any write.
+
+    Every expert's token strings resolve (:class:`~harness.experts.processor.ResolvedExpert`);
+    prompt tokens + cap fit the model's context (:mod:`harness.context`), or are cut from
+    the left on opt-in. Returns the (possibly truncated) items and the tokens dropped.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    from harness.context import context_length, fit_prompts
+    from harness.experts.processor import ResolvedExpert
+
+    experts = [v.expert for v in variants if v.expert is not None]
+    if not items and not experts:
+        return items, {}
+    tokenizer = AutoTokenizer.from_pretrained(str(model.path))
+    tokenizer.model_max_length = 2**62  # we compare lengths ourselves; no "longer than the maximum" warning
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # as the generator does
+    text_cfg = AutoConfig.from_pretrained(str(model.path))
+    vocab = getattr(text_cfg.get_text_config() if hasattr(text_cfg, "get_text_config") else text_cfg, "vocab_size", None)
+    for expert in {e.spec_hash(): e for e in experts}.values():
+        ResolvedExpert.build(expert, tokenizer, int(vocab or len(tokenizer)), tokenizer.eos_token_id)
+    limit = context_length(model.path)
+    if limit is None or not items:
+        if limit is None:
+            log.warning("%s: config.json names no context length; prompt lengths are not checked", model.name)
+        return items, {}
+    return fit_prompts(items, tokenizer, prompt_format, context=limit, max_new_tokens=cfg.max_new_tokens,
+                       model=model.name, truncate=cfg.truncate_prompts)
 
 
 def make_shards(items: list[PromptItem], variants: list[Variant], prompts_per_shard: int) -> list[Shard]:
@@ -181,7 +243,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
 
     def commit(result: dict) -> None:
         nonlocal generated
-        rows = [r | {"run_id": plan.run_id, "key": plan.keys[(r["task"], r["sample_id"], r["variant"])]} for r in result["rows"]]
+        rows = [r | {"run_id": plan.run_id, "key": plan.keys[(r["task"], r["sample_id"], r["variant"])],
+                     "prompt_truncated_tokens": plan.truncated.get((r["task"], r["sample_id"]), 0)} for r in result["rows"]]
         store.write_samples(plan.run_id, result["shard_id"], rows)
         generated += len(rows)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 from harness.errors import HarnessError, did_you_mean
-from harness.yaml_io import read_yaml_mapping
+from harness.yaml_io import read_yaml_mapping, typed_fields
 
 PRESETS = Path(__file__).parent / "presets"
 RULES = ("eos", "uniform", "diversity", "start")
@@ -126,72 +126,34 @@ class ExpertSpec:
         return [token for _, token in self.token_fields()]
 
 
-def _section(raw: dict, key: str, cls, where: str):
-    value = raw.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise HarnessError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
-    fields = cls.__dataclass_fields__
-    for k in value:
-        if k not in fields:
-            raise HarnessError(f"{where}: {key}.{k}: unknown key{did_you_mean(k, fields)}; keys: {', '.join(fields)}")
-    kwargs = dict(value)
-    defaults = cls()
-    for k, v in value.items():
-        default = getattr(defaults, k)
-        if isinstance(default, TokenDelta):
-            kwargs[k] = _delta(v, f"{where}: {key}.{k}")
-        elif isinstance(default, float) or (k == "fallback_after"):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                if not (k == "fallback_after" and v is None):
-                    raise HarnessError(f"{where}: {key}.{k}: expected a number, got {v!r}")
-            kwargs[k] = v if k == "fallback_after" else float(v)
-        elif isinstance(default, int) and (isinstance(v, bool) or not isinstance(v, int)):
-            raise HarnessError(f"{where}: {key}.{k}: expected an integer, got {v!r}")
-        elif isinstance(default, str) and not isinstance(v, str):
-            raise HarnessError(f"{where}: {key}.{k}: expected a string, got {v!r}")
-    return cls(**kwargs)
-
-
 def _delta(item, where: str) -> TokenDelta:
     if not isinstance(item, dict) or set(item) != {"token", "delta"}:
         raise HarnessError(f"{where}: expected {{token: STRING, delta: NUMBER}}, got {item!r}")
-    if not isinstance(item["token"], str) or isinstance(item["delta"], bool) or not isinstance(item["delta"], (int, float)):
-        raise HarnessError(f"{where}: token must be a string and delta a number, got {item!r}")
-    return TokenDelta(item["token"], float(item["delta"]))
+    return TokenDelta(**typed_fields(TokenDelta, item, where, section=True))
+
+
+#: One typed loader (:func:`harness.yaml_io.typed_fields`) for every section; token deltas need both keys.
+_NESTED = {TokenDelta: _delta}
 
 
 def expert_from_dict(raw: dict, source: str = "<dict>") -> ExpertSpec:
     """Build and validate an :class:`ExpertSpec` from parsed YAML (``include:`` resolved)."""
     if not isinstance(raw, dict):
         raise HarnessError(f"{source}: expected a mapping at the top level")
-    for k in raw:
-        if k not in TOP_KEYS:
-            raise HarnessError(f"{source}: {k}: unknown key{did_you_mean(k, TOP_KEYS)}; keys: {', '.join(TOP_KEYS)}")
     if "include" in raw:
         raise HarnessError(f"{source}: include: only expert files may include (use load_expert)")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
+        for k in raw:  # an unknown key is the likelier mistake: report it first
+            if k not in TOP_KEYS:
+                raise HarnessError(f"{source}: {k}: unknown key{did_you_mean(k, TOP_KEYS)}; keys: {', '.join(TOP_KEYS)}")
         raise HarnessError(f"{source}: name: required, a non-empty string")
-    uniform = raw.get("uniform")
-    if uniform is not None:
-        if not isinstance(uniform, list):
-            raise HarnessError(f"{source}: uniform: expected a list of {{token, delta}}")
-        uniform = tuple(_delta(u, f"{source}: uniform[{i}]") for i, u in enumerate(uniform))
-    check = raw.get("check")
-    if check is not None and check not in CHECKS:
-        raise HarnessError(f"{source}: check: {check!r} is not one of {', '.join(CHECKS)}{did_you_mean(str(check), CHECKS)}")
-    spec = ExpertSpec(
-        name=name,
-        eos=_section(raw, "eos", EosRule, source),
-        uniform=uniform,
-        diversity=_section(raw, "diversity", DiversityRule, source),
-        start=_section(raw, "start", StartRule, source),
-        description=str(raw.get("description", "")),
-        source=source,
-        check=check,
-    )
+    raw = {k: v for k, v in raw.items() if not (k == "description" and v is None)}
+    values = typed_fields(ExpertSpec, raw, source, skip=("source",), nested=_NESTED, list_keys=True)
+    if values.get("check") is not None and values["check"] not in CHECKS:
+        check = values["check"]
+        raise HarnessError(f"{source}: check: {check!r} is not one of {', '.join(CHECKS)}{did_you_mean(check, CHECKS)}")
+    spec = ExpertSpec(**values, source=source)
     _validate(spec, source)
     return spec
 
@@ -201,8 +163,6 @@ def _validate(spec: ExpertSpec, where: str) -> None:
         raise HarnessError(f"{where}: eos.ramp: {spec.eos.ramp!r} is not linear or exponential")
     if spec.eos and spec.eos.until < 1:
         raise HarnessError(f"{where}: eos.until: must be a positive token count, got {spec.eos.until}")
-    if spec.eos and spec.eos.fallback_after is not None and (isinstance(spec.eos.fallback_after, bool) or not isinstance(spec.eos.fallback_after, int)):
-        raise HarnessError(f"{where}: eos.fallback_after: expected an integer or null, got {spec.eos.fallback_after!r}")
     if spec.diversity:
         if spec.diversity.mode not in ("additive", "multiplicative"):
             raise HarnessError(f"{where}: diversity.mode: {spec.diversity.mode!r} is not additive or multiplicative")

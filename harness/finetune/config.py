@@ -1,7 +1,8 @@
 """Finetuning configuration: one YAML file (plus a few CLI flags), validated into a record.
 
-Keys mirror the paper's hyperparameters (paper-spec §1.7). Unknown keys, wrong types and
-impossible batch arithmetic are one-line :class:`~harness.errors.HarnessError` naming the
+Keys mirror the paper's hyperparameters (paper-spec §1.7). Values are converted to the
+field types by :func:`harness.yaml_io.typed_fields` (``lr: "1e-5"`` is a number). Unknown
+keys, wrong types and impossible batch arithmetic are one-line :class:`~harness.errors.HarnessError` naming the
 file and the key.
 
 Example:
@@ -19,12 +20,12 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 
 from harness.errors import HarnessError, did_you_mean
-from harness.yaml_io import read_yaml_mapping
+from harness.yaml_io import read_yaml_mapping, typed_fields
 from harness.prompts import ASSISTANT_TAG, USER_TAG
 
 OBJECTIVES = ("instruction", "response", "text")
@@ -32,7 +33,6 @@ SCHEDULES = ("linear", "cosine")
 DTYPES = ("float32", "bfloat16")
 #: Warmup ratio per schedule: the scripts' linear/3 % and the paper prose's cosine/10 %.
 DEFAULT_WARMUP = {"linear": 0.03, "cosine": 0.10}
-DATA_KEYS = ("format", "path", "limit", "odd_turns")
 
 
 @dataclass(frozen=True)
@@ -123,13 +123,11 @@ class FinetuneConfig:
         """Validate a mapping (YAML contents) into a config; errors name ``source`` and the key."""
         if not isinstance(raw, dict):
             raise HarnessError(f"{source}: expected a mapping of keys, got {type(raw).__name__}")
-        known = {f.name for f in fields(cls)} - {"source"}
-        values: dict = {"source": source}
-        for key, value in raw.items():
-            if key not in known:
-                raise HarnessError(f"{source}: {key}: unknown key{did_you_mean(str(key), known)}")
-            values[key] = _data(value, source) if key == "data" else _coerce(key, value, source)
-        cfg = cls(**values)
+        rest = {k: v for k, v in raw.items() if k != "data"}
+        values = typed_fields(cls, rest, source, skip=("source", "data"))
+        if "data" in raw:
+            values["data"] = _data(raw["data"], source)
+        cfg = cls(**values, source=source)
         cfg.check()
         return cfg
 
@@ -198,44 +196,10 @@ class FinetuneConfig:
         return json.loads(json.dumps(d))
 
 
-_TYPES = {f.name: f.type for f in fields(FinetuneConfig)}
-
-
 def _choice(source: str, key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise HarnessError(f"{source}: {key}: unknown value {value!r}{did_you_mean(str(value), choices)}; "
                            f"choose one of {', '.join(choices)}")
-
-
-def _coerce(key: str, value, source: str):
-    """Check and convert one scalar value against the field's declared type."""
-    kind = _TYPES[key].replace(" | None", "")
-    if value is None:
-        if "None" in _TYPES[key]:
-            return None
-        raise HarnessError(f"{source}: {key}: must not be empty")
-    try:
-        if kind == "bool":
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if kind == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            return int(value)
-        if kind == "float":
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)  # also accepts YAML's "1e-5" strings
-        if kind == "str":
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-    except (TypeError, ValueError):
-        pass
-    else:  # pragma: no cover - every field type is handled above
-        return value
-    raise HarnessError(f"{source}: {key}: expected {kind}, got {value!r}")
 
 
 def _data(value, source: str) -> tuple[DataSpec, ...]:
@@ -245,22 +209,19 @@ def _data(value, source: str) -> tuple[DataSpec, ...]:
         where = f"{source}: data[{i}]" if isinstance(value, list) else f"{source}: data"
         if not isinstance(item, dict):
             raise HarnessError(f"{where}: expected a mapping with format and path, got {item!r}")
-        for key in item:
-            if key not in DATA_KEYS:
-                raise HarnessError(f"{where}.{key}: unknown key{did_you_mean(str(key), DATA_KEYS)}")
+        values = typed_fields(DataSpec, item, where, section=True)
         for key in ("format", "path"):
-            if not isinstance(item.get(key), str) or not item[key]:
+            if not values.get(key):
                 raise HarnessError(f"{where}.{key}: required string")
-        limit = item.get("limit")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise HarnessError(f"{where}.limit: expected a positive integer, got {limit!r}")
-        odd = item.get("odd_turns", "drop")
-        if odd not in ("drop", "error"):
-            raise HarnessError(f"{where}.odd_turns: expected 'drop' or 'error', got {odd!r}")
+        spec = DataSpec(**values)
+        if spec.limit is not None and spec.limit < 1:
+            raise HarnessError(f"{where}.limit: expected a positive integer, got {spec.limit!r}")
+        if spec.odd_turns not in ("drop", "error"):
+            raise HarnessError(f"{where}.odd_turns: expected 'drop' or 'error', got {spec.odd_turns!r}")
         from harness.finetune.datasets import BUILDERS
 
-        if item["format"] not in BUILDERS:
-            raise HarnessError(f"{where}.format: unknown format {item['format']!r}"
-                               f"{did_you_mean(item['format'], BUILDERS)}; formats: {', '.join(BUILDERS)}")
-        out.append(DataSpec(format=item["format"], path=item["path"], limit=limit, odd_turns=odd))
+        if spec.format not in BUILDERS:
+            raise HarnessError(f"{where}.format: unknown format {spec.format!r}"
+                               f"{did_you_mean(spec.format, BUILDERS)}; formats: {', '.join(BUILDERS)}")
+        out.append(spec)
     return tuple(out)

@@ -39,15 +39,22 @@ def test_string_numbers_and_tags():
     assert cfg.lr == 1e-5 and (cfg.user_tag, cfg.assistant_tag) == ("<|A|>", "<|B|>")
 
 
+def test_typed_coercion():
+    cfg = _cfg(epochs="3", use_gpu="no", overwrite="true", data={"format": "gsm", "path": "g", "limit": "5"})
+    assert (cfg.epochs, cfg.use_gpu, cfg.overwrite, cfg.data[0].limit) == (3, False, True, 5)
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"epoch": 3}, r"ft.yaml: epoch: unknown key \(did you mean 'epochs'\?\)"),
     ({"objective": "responses"}, r"objective: unknown value 'responses' \(did you mean 'response'\?\)"),
     ({"schedule": "constant"}, r"schedule: unknown value 'constant'"),
     ({"zero_stage": 1}, r"zero_stage: must be 2 or 3"),
     ({"batch_size": 10, "num_workers": 4}, r"batch_size: 10 is not a multiple of num_workers x micro_batch_size = 4 x 1"),
-    ({"epochs": "five"}, r"epochs: expected int, got 'five'"),
-    ({"epochs": 2.5}, r"epochs: expected int"),
-    ({"use_gpu": "yes"}, r"use_gpu: expected bool"),
+    ({"epochs": "five"}, r"epochs: expected an integer, got 'five'"),
+    ({"epochs": 2.5}, r"epochs: expected an integer"),
+    ({"use_gpu": "maybe"}, r"use_gpu: expected true or false, got 'maybe'"),
+    ({"lr": [1e-5]}, r"lr: expected a number, got \[1e-05\]"),
+    ({"data": {"format": "gsm", "path": "g", "limit": "many"}}, r"data.limit: expected an integer or null, got 'many'"),
     ({"lr": 0}, r"lr: must be > 0"),
     ({"warmup_ratio": 1.5}, r"warmup_ratio: must be in \[0, 1\)"),
     ({"weight_decay": -0.1}, r"weight_decay: must be >= 0"),
