@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from harness.errors import HarnessError, did_you_mean
+from harness.prompts import FORMATS
 from harness.records import DecodingParams
 from harness.yaml_io import read_yaml_mapping
 
@@ -39,7 +40,7 @@ class RunConfig:
     prompts: str | None = None
     variants: tuple[str, ...] = ("none", "rules")
     limit: int | None = None
-    max_new_tokens: int = 256
+    max_new_tokens: int | None = None  # None: each task's max_gen_toks, else 256 (harness.decoding)
     batch_size: int = 8
     store: str = "results"
     address: str | None = None
@@ -55,9 +56,9 @@ class RunConfig:
     dtype: str = "float32"
     device: str = "auto"
     combine: str = "logit-add"
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
+    do_sample: bool | None = None  # None: the task's generation_kwargs, else greedy
+    temperature: float | None = None
+    top_p: float | None = None
     seed: int = 0
     run_id: str | None = None
     trace: bool = False
@@ -77,6 +78,11 @@ class RunConfig:
             if k not in names:
                 raise HarnessError(f"{source}: {k}: unknown setting{did_you_mean(k, names)}")
         merged = {**raw, **{k: v for k, v in flags.items() if v is not None and k in names}}
+        if isinstance(merged.get("variants"), list):  # a run config's list may hold {name:, max_new_tokens:, ...}
+            from harness.experts.variants import variant_string
+
+            merged["variants"] = [variant_string(v, f"{source}: variants[{i}]") if isinstance(v, dict) else v
+                                  for i, v in enumerate(merged["variants"])]
         for k in ("tasks", "variants", "tasks_dirs", "data", "experts"):
             if k in merged:
                 merged[k] = _split(merged[k])
@@ -91,7 +97,7 @@ class RunConfig:
         if self.limit is not None and self.limit <= 0:
             raise HarnessError(f"{where}: limit: must be a positive number of prompts per task, got {self.limit}")
         for name in ("max_new_tokens", "batch_size"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise HarnessError(f"{where}: {name}: must be positive, got {getattr(self, name)}")
         if self.replicas != "auto" and not (str(self.replicas).isdigit() and int(self.replicas) > 0):
             raise HarnessError(f"{where}: replicas: a positive number or 'auto', got {self.replicas!r}")
@@ -99,15 +105,25 @@ class RunConfig:
             raise HarnessError(f"{where}: tp: tensor-parallel ranks per replica must be a positive integer, got {self.tp!r}")
         if self.tp > 1 and self.no_ray:
             raise HarnessError(f"{where}: tp: --tp {self.tp} runs a gang of Ray actors; drop --no-ray")
+        if self.prompt_format is not None and self.prompt_format not in FORMATS:
+            raise HarnessError(f"{where}: prompt_format: {self.prompt_format!r} is not one of {', '.join(FORMATS)}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise HarnessError(f"{where}: dtype: {self.dtype!r} is not float32, bfloat16 or float16")
         for item in self.data:
             if "=" not in item:
                 raise HarnessError(f"{where}: data: expected TASK=PATH, got {item!r}")
 
+    def explicit_decoding(self) -> dict:
+        """Decoding fields this config sets itself (they override a task's ``generation_kwargs``)."""
+        names = ("max_new_tokens", "do_sample", "temperature", "top_p")
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None} | {"seed": self.seed}
+
     @property
     def decoding(self) -> DecodingParams:
-        return DecodingParams(self.max_new_tokens, self.do_sample, self.temperature, self.top_p, self.seed)
+        """The run-level decoding: explicit settings over the defaults (no task, no variant)."""
+        from harness.decoding import resolve_decoding
+
+        return resolve_decoding({}, self.explicit_decoding(), {})
 
     def data_overrides(self) -> dict[str, Path]:
         return {k: Path(v) for k, v in (d.split("=", 1) for d in self.data)}

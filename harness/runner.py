@@ -26,9 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.config import RunConfig
+from harness.decoding import apply_until, decoding_json, resolve_decoding
 from harness.errors import HarnessError
 from harness.experts.variants import Variant, load_user_experts, parse_variants
-from harness.records import PromptItem, Shard
+from harness.records import DecodingParams, PromptItem, Shard
 from harness.store import Store, read_table
 from harness.store.schema import from_rows
 
@@ -47,6 +48,12 @@ class Plan:
     variants: list[Variant]
     lm_eval_tasks: tuple[str, ...] = ()  # ``lm_eval:NAME`` tasks, evaluated by lm-eval through the bridge
     keys: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (task, sample_id, variant) -> key
+    task_decoding: dict[str, dict] = field(default_factory=dict)  # task -> its generation_kwargs
+    tasks: list = field(default_factory=list)  # the native harness.tasks.Task objects
+
+    def decoding_for(self, item: PromptItem, variant: Variant) -> DecodingParams:
+        """What (item, variant) runs with: task defaults < explicit run settings < the variant's own."""
+        return resolve_decoding(self.task_decoding.get(item.task, {}), self.cfg.explicit_decoding(), variant.decoding)
 
 
 @dataclass
@@ -63,10 +70,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name if os.sep in text else text).strip("-")[:40] or "model"
 
 
-def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig) -> str:
-    """Content key of one row: same inputs, same key, on any cluster and batch size."""
+def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig,
+                decoding: DecodingParams | None = None) -> str:
+    """Content key of one row: same inputs, same key, on any cluster and batch size.
+
+    ``decoding`` is what the row runs with (its cap, sampling, stop strings); default: the
+    run-level settings.
+    """
+    decoding = decoding or cfg.decoding
     payload = [model_fp, prompt_format, item.task, item.task_version, item.sample_id, item.instruction,
-               variant.spec_key(), cfg.decoding.as_dict(), cfg.combine, cfg.dtype]
+               variant.spec_key(), decoding.as_dict(), cfg.combine, cfg.dtype]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -111,13 +124,40 @@ def prepare(cfg: RunConfig) -> Plan:
     else:
         prompt_format = model.default_prompt_format
     run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
-    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks)
+    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks,
+                task_decoding={t.name: dict(t.generation_kwargs) for t in tasks}, tasks=list(tasks))
+    check_task_fields(tasks)
     for item in items:
         for v in variants:
-            plan.keys[(item.task, item.sample_id, v.name)] = content_key(model.fingerprint, prompt_format, item, v, cfg)
+            plan.keys[(item.task, item.sample_id, v.name)] = content_key(
+                model.fingerprint, prompt_format, item, v, cfg, plan.decoding_for(item, v))
     if len(set(plan.keys.values())) != len(plan.keys):
         raise HarnessError("duplicate sample ids within a task: give every prompt a unique id")
     return plan
+
+
+def check_task_fields(tasks) -> None:
+    """Refuse task fields a native run would parse but not honour (one line: file + field)."""
+    from harness.tasks.honoured import check_native
+
+    for t in tasks:
+        check_native(t)
+
+
+def generation_groups(plan: Plan, items: list[PromptItem]) -> list[tuple[DecodingParams, list[Variant], list[PromptItem]]]:
+    """(decoding, variants, items) groups: one generate call per distinct decoding.
+
+    A prompt's variants with the same settings stay in one group (paired batches); a
+    variant with its own cap runs in its own group.
+    """
+    groups: dict[tuple, list[PromptItem]] = {}
+    for item in items:
+        by_decoding: dict[DecodingParams, list[Variant]] = {}
+        for v in plan.variants:
+            by_decoding.setdefault(plan.decoding_for(item, v), []).append(v)
+        for decoding, variants in by_decoding.items():
+            groups.setdefault((decoding, tuple(variants)), []).append(item)
+    return [(d, list(vs), its) for (d, vs), its in groups.items()]
 
 
 def make_shards(items: list[PromptItem], variants: list[Variant], prompts_per_shard: int) -> list[Shard]:
@@ -179,22 +219,32 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     extra_metrics: list[dict] = []
     next_shard = len(store.committed_shards(plan.run_id))
 
-    def commit(result: dict) -> None:
-        nonlocal generated
-        rows = [r | {"run_id": plan.run_id, "key": plan.keys[(r["task"], r["sample_id"], r["variant"])]} for r in result["rows"]]
-        store.write_samples(plan.run_id, result["shard_id"], rows)
-        generated += len(rows)
+    domains = {(i.task, i.sample_id): i.domain for i in plan.items}
+    tokenizer = _lazy_tokenizer(plan)
+
+    def committer(decoding: DecodingParams):
+        def commit(result: dict) -> None:
+            nonlocal generated
+            rows = [finish_row(plan, r, decoding, domains, tokenizer) for r in result["rows"]]
+            store.write_samples(plan.run_id, result["shard_id"], rows)
+            generated += len(rows)
+        return commit
 
     if todo or lm_todo:
         log.info("run %s: %d of %d prompts to generate", plan.run_id, len(todo), len(plan.items))
-        shards = [Shard(next_shard + s.shard_id, s.items, s.variants) for s in make_shards(todo, plan.variants, cfg.batch_size)]
+        groups = []
+        for decoding, variants, items in generation_groups(plan, todo):
+            shards = [Shard(next_shard + s.shard_id, s.items, s.variants) for s in make_shards(items, variants, cfg.batch_size)]
+            next_shard += len(shards)
+            groups.append((decoding, variants, shards))
         with open_backend(plan, progress) as backend:  # resources are checked before anything is written
             store.write_run(plan.run_id, _run_row(plan, "running", created, {}, {}, len(existing)))
             try:
                 expert_tables = backend.start()
-                backend.run(shards, commit)
+                for decoding, variants, shards in groups:
+                    backend.run(shards, committer(decoding), variants, decoding)
                 if lm_todo:
-                    extra_metrics = _run_lm_eval(plan, backend, store, lm_todo, next_shard + len(shards))
+                    extra_metrics = _run_lm_eval(plan, backend, store, lm_todo, next_shard)
             except BaseException:
                 store.write_run(plan.run_id, _run_row(plan, "failed", created, {}, backend.timings, len(existing) + generated))
                 raise
@@ -206,12 +256,50 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
         import pyarrow as pa
 
         metrics = pa.concat_tables([metrics, from_rows(task_rows, "metrics")])
+    metrics = task_field_metrics(plan, samples, metrics)
     if extra_metrics or (not lm_todo and plan.lm_eval_tasks):
         metrics = _merge_metrics(cfg.store, plan.run_id, metrics, extra_metrics)
     store.write_metrics(plan.run_id, metrics)
     timings["wall_seconds"] = time.perf_counter() - t0
     store.write_run(plan.run_id, _run_row(plan, "finished", created, expert_tables, timings, samples.num_rows))
     return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated, format_summary(metrics), timings)
+
+
+def task_field_metrics(plan: Plan, samples, metrics):
+    """Honour the tasks' ``process_results`` and ``metric_list`` on the run's metric rows."""
+    import pyarrow as pa
+
+    from harness.tasks.honoured import process_results_rows, select_metrics
+
+    extra = [r for t in plan.tasks for r in process_results_rows(t, samples, plan.run_id)]
+    if extra:  # a task's own process_results wins over a built-in metric of the same name
+        own = {(r["task"], r["variant"], r["metric"]) for r in extra}
+        keep = [(t, v, m) not in own or sid is not None for t, v, m, sid in zip(
+            *(metrics.column(c).to_pylist() for c in ("task", "variant", "metric", "sample_id")))]
+        metrics = pa.concat_tables([metrics.filter(pa.array(keep, pa.bool_())), from_rows(extra, "metrics")])
+    return select_metrics(metrics, plan.tasks)
+
+
+def _lazy_tokenizer(plan: Plan):
+    """The model's tokenizer, loaded on first use (only stop strings need it on the driver)."""
+    cache: list = []
+
+    def get():
+        if not cache:
+            from transformers import AutoTokenizer
+
+            cache.append(AutoTokenizer.from_pretrained(str(plan.model.path)))
+        return cache[0]
+    return get
+
+
+def finish_row(plan: Plan, row: dict, decoding: DecodingParams, domains: dict, tokenizer) -> dict:
+    """Add what the runner knows to a generated row: key, run id, decoding that ran, domain; cut at ``until``."""
+    if decoding.until:
+        row = apply_until(row, decoding.until, tokenizer())
+    return row | {"run_id": plan.run_id, "key": plan.keys[(row["task"], row["sample_id"], row["variant"])],
+                  "max_new_tokens": decoding.max_new_tokens, "decoding_json": decoding_json(decoding),
+                  "domain": domains.get((row["task"], row["sample_id"]))}
 
 
 def _execute_sweep(cfg: RunConfig, sweep: dict[str, str], progress: bool) -> RunResult:
