@@ -22,7 +22,7 @@ from harness.errors import HarnessError
 from harness.report import data, plots
 from harness.results.api import Results
 from harness.results.compare import compare_variants
-from harness.results.render import fmt_delta, fmt_num, fmt_p
+from harness.results.render import fmt_delta, fmt_num, fmt_p, format_caps
 
 SHAPE_PANELS = [("eos", "EOS-terminated", "rate"), ("echo", "echo (repeats instruction)", "rate"),
                 ("role_tag", "role-tag leak", "rate"), ("refusal", "refusal", "rate"),
@@ -85,12 +85,12 @@ def _delta_section(results: Results, run: str, variants: list[str], out: Path, i
     for v in variants:
         if v == "none":
             continue
-        cmp = compare_variants(results, run, "none", v, iters=iters, seed=seed)
+        cmp = compare_variants(results, run, "none", v, iters=iters, seed=seed, mixed_caps=True)
         rows = [[d.metric, str(d.n), fmt_num(d.baseline), fmt_num(d.treatment), fmt_delta(d.delta, d.ci_low, d.ci_high),
                  "-" if d.b01 is None else f"{d.b01}/{d.b10}", fmt_p(d.p_value)] for d in cmp.deltas]
         better = sum(f.improved is True for f in cmp.flips)
         worse = sum(f.improved is False for f in cmp.flips)
-        lines += [f"### `{v}` vs `none` ({cmp.n_pairs} pairs)", "",
+        lines += [f"### `{v}` vs `none` ({cmp.n_pairs} pairs)", "", format_caps(cmp) + ".", "",
                   md_table(["metric", "n", "none", v, "delta [95% CI]", "b01/b10", "p"], rows), "",
                   f"Adherence flips: {better} for the better, {worse} for the worse "
                   f"(`harness compare {run} --baseline none --treatment {v}` lists them).", ""]
