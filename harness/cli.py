@@ -62,6 +62,9 @@ def _add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> N
         p.add_argument("--combine", choices=["logit-add", "logsoftmax-sum"], help="how the expert joins the model (same greedy tokens)")
         p.add_argument("--trace", action="store_true", default=None,
                        help="record where the expert flipped the base model's argmax (flip_* columns of samples)")
+        p.add_argument("--sentinel", type=float, metavar="SHARE",
+                       help="share of (prompt, variant) pairs re-generated alone to prove batching changed no token "
+                            "(default 0.02, at least one pair; 0 disables)")
         p.add_argument("--run-id", dest="run_id", help="name the run (default: model + hash of the config)")
         p.add_argument("--store", help="results directory (default ./results)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per batch (default 8)")

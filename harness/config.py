@@ -62,6 +62,7 @@ class RunConfig:
     seed: int = 0
     run_id: str | None = None
     trace: bool = False
+    sentinel: float = 0.02  # share of (prompt, variant) pairs re-generated alone (harness.sentinel); 0 disables
     source: str = "<flags>"
 
     @classmethod
@@ -105,6 +106,8 @@ class RunConfig:
             raise HarnessError(f"{where}: tp: tensor-parallel ranks per replica must be a positive integer, got {self.tp!r}")
         if self.tp > 1 and self.no_ray:
             raise HarnessError(f"{where}: tp: --tp {self.tp} runs a gang of Ray actors; drop --no-ray")
+        if isinstance(self.sentinel, bool) or not isinstance(self.sentinel, int | float) or not 0 <= self.sentinel <= 1:
+            raise HarnessError(f"{where}: sentinel: a share of pairs between 0 and 1 (0 disables), got {self.sentinel!r}")
         if self.prompt_format is not None and self.prompt_format not in FORMATS:
             raise HarnessError(f"{where}: prompt_format: {self.prompt_format!r} is not one of {', '.join(FORMATS)}")
         if self.dtype not in ("float32", "bfloat16", "float16"):

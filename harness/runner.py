@@ -217,6 +217,7 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     expert_tables: dict = manifest.get("expert_json") or {}
     timings: dict = {}
     extra_metrics: list[dict] = []
+    sentinel_rows: list[dict] | None = None  # None: no generation now, keep the stored sentinel rows
     next_shard = len(store.committed_shards(plan.run_id))
 
     domains = {(i.task, i.sample_id): i.domain for i in plan.items}
@@ -243,6 +244,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
                 expert_tables = backend.start()
                 for decoding, variants, shards in groups:
                     backend.run(shards, committer(decoding), variants, decoding)
+                if cfg.sentinel > 0:
+                    sentinel_rows = run_sentinel(plan, backend, lambda r, d: finish_row(plan, r, d, domains, tokenizer))
                 if lm_todo:
                     extra_metrics = _run_lm_eval(plan, backend, store, lm_todo, next_shard)
             except BaseException:
@@ -257,12 +260,42 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
 
         metrics = pa.concat_tables([metrics, from_rows(task_rows, "metrics")])
     metrics = task_field_metrics(plan, samples, metrics)
+    metrics = _with_sentinel(cfg.store, plan.run_id, metrics, sentinel_rows)
     if extra_metrics or (not lm_todo and plan.lm_eval_tasks):
         metrics = _merge_metrics(cfg.store, plan.run_id, metrics, extra_metrics)
     store.write_metrics(plan.run_id, metrics)
     timings["wall_seconds"] = time.perf_counter() - t0
     store.write_run(plan.run_id, _run_row(plan, "finished", created, expert_tables, timings, samples.num_rows))
-    return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated, format_summary(metrics), timings)
+    from harness.sentinel import summary_line
+
+    return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated,
+                     format_summary(metrics) + summary_line(metrics), timings)
+
+
+def run_sentinel(plan: Plan, backend, finish) -> list[dict]:
+    """Re-generate a few committed pairs alone and compare (see :mod:`harness.sentinel`)."""
+    from harness import sentinel
+
+    wanted = {v: k for k, v in plan.keys.items()}
+    stored = {wanted[r["key"]]: r for r in read_table(plan.cfg.store, "samples", plan.run_id)
+              .select(["key", "model", "output_token_ids", "batch_size"]).to_pylist() if r["key"] in wanted}
+    return sentinel.check(plan, backend, stored, finish)
+
+
+def _with_sentinel(store_root, run_id: str, metrics, rows: list[dict] | None):
+    """Add this execution's sentinel rows, or keep the stored ones when nothing was generated."""
+    import pyarrow as pa
+
+    from harness.sentinel import SENTINEL_METRIC
+
+    if rows is None:
+        try:
+            old = read_table(store_root, "metrics", run_id)
+        except HarnessError:
+            return metrics
+        keep = [m == SENTINEL_METRIC for m in old.column("metric").to_pylist()] if old.num_rows else []
+        return pa.concat_tables([metrics, old.filter(pa.array(keep, pa.bool_()))]) if any(keep) else metrics
+    return pa.concat_tables([metrics, from_rows(rows, "metrics")]) if rows else metrics
 
 
 def task_field_metrics(plan: Plan, samples, metrics):

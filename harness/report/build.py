@@ -178,6 +178,26 @@ def _flip_section(samples, out: Path) -> list[str]:
     return lines
 
 
+def _sentinel_section(metrics) -> list[str]:
+    """The invariance sentinel: a loud flag when re-generating a pair alone changed its tokens."""
+    from harness.sentinel import SENTINEL_METRIC, divergences
+
+    rows = [r for r in metrics.to_pylist() if r["metric"] == SENTINEL_METRIC]
+    head = ["## Invariance sentinel (batching must not change tokens)", ""]
+    if not rows:
+        return head + ["_No sentinel rows: the run was made with `--sentinel 0` or before the sentinel existed._", ""]
+    bad = divergences(metrics)
+    n = sum(r["n"] or 0 for r in rows)
+    if bad:
+        lines = head + [f"**WARNING: {sum(1 for _ in bad)} variant/task group(s) changed tokens when a pair was "
+                        "re-generated alone (batch 1, no padding).** Batched outputs of this run are not "
+                        "batch-invariant; first divergence positions below.", ""]
+        table = [[b["variant"], b["task"], fmt_num(b["value"]), ", ".join(str(p) for p in b["positions"])] for b in bad]
+        return lines + [md_table(["variant", "task", "identical rate", "first divergence at token"], table), ""]
+    return head + [f"{n} (prompt, variant) pairs re-generated alone (batch 1, no padding): all identical to the "
+                   "batched rows.", ""]
+
+
 def build_report(results: Results, run: str, out_dir: str | Path, iters: int = 2000, seed: int = 0) -> Path:
     """Write ``report.md`` and its PNGs for ``run`` into ``out_dir``; return the markdown path.
 
@@ -196,6 +216,7 @@ def build_report(results: Results, run: str, out_dir: str | Path, iters: int = 2
     variants = data.variant_order(pc.unique(samples.column("variant")).to_pylist(), declared)
     est, _ = data.by_variant(samples, variants)
     lines = _header(results, run, samples.num_rows)
+    lines += _sentinel_section(metrics)
     lines += _shape_section(est, variants, out)
     lines += _delta_section(results, run, variants, out, iters, seed)
     lines += _ablation_section(est, out)
