@@ -39,6 +39,9 @@ RUN_EPILOG = """examples:
   # a YAML config; flags override its settings
   harness run configs/mini.yaml --limit 4
 
+  # the paper's Table 4 protocol (per-variant caps 8192/512) on AlpacaEval; print the plan only
+  harness run configs/paper.yaml --dry-run
+
 variants: none | rules (= rules:eos-uniform-diversity) | rules:<options> | ablations | NAME of an --expert YAML,
   each optionally followed by its own decoding settings: rules@max_new_tokens=8192, none@max_new_tokens=512
   options: eos, uniform, diversity, start, and modifiers table8 ("What" = -3), fallback (+100 EOS past
@@ -91,8 +94,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.config import RunConfig
     from harness.runner import execute
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("func", "config", "quiet", "verbose")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("func", "config", "quiet", "verbose", "dry_run")}
     cfg = RunConfig.from_sources(args.config, flags)
+    if args.dry_run:
+        from harness.runner import describe_plan, prepare
+
+        print(describe_plan(prepare(cfg)))
+        return 0
     _print_result(execute(cfg, progress=not args.quiet))
     return 0
 
@@ -127,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Generate every (prompt x variant) pair on Ray replicas and write samples, metrics and runs tables.",
                    epilog=RUN_EPILOG)
     _add_run_flags(run)
+    run.add_argument("--dry-run", dest="dry_run", action="store_true",
+                     help="validate everything and print the plan (pairs, each variant's decoding, run id); generate nothing")
     res = add_verb(sub, "resume", "continue an interrupted run (only missing rows are generated)", cmd_resume,
                    epilog="example:\n  harness resume gemma-3-270m-1a2b3c4d5e --store results")
     res.add_argument("run_id")

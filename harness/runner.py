@@ -136,6 +136,26 @@ def prepare(cfg: RunConfig) -> Plan:
     return plan
 
 
+def describe_plan(plan: Plan) -> str:
+    """What ``harness run --dry-run`` prints: run id, model, format, pairs and each variant's decoding."""
+    from harness.sentinel import choose
+
+    lines = [f"run id:        {plan.run_id}", f"model:         {plan.model.name} ({plan.model.path})",
+             f"prompt format: {plan.prompt_format}",
+             f"tasks:         {', '.join(sorted({i.task for i in plan.items} | set(plan.lm_eval_tasks)))}",
+             f"prompts:       {len(plan.items)}", f"pairs:         {len(plan.keys)} (prompt x variant)",
+             f"sentinel:      {len(choose(list(plan.keys), plan.cfg.sentinel, plan.run_id))} pairs re-generated alone",
+             "variants (decoding per task):"]
+    for v in plan.variants:
+        for task in sorted({i.task for i in plan.items}):
+            item = next(i for i in plan.items if i.task == task)
+            d = plan.decoding_for(item, v)
+            how = "greedy" if not d.do_sample else f"sample T={d.temperature} top_p={d.top_p} seed={d.seed}"
+            stop = f", until {list(d.until)}" if d.until else ""
+            lines.append(f"  {v.label:<40} {task}: max_new_tokens {d.max_new_tokens}, {how}{stop}")
+    return "\n".join(lines)
+
+
 def check_task_fields(tasks) -> None:
     """Refuse task fields a native run would parse but not honour (one line: file + field)."""
     from harness.tasks.honoured import check_native
