@@ -106,6 +106,7 @@ def prepare(cfg: RunConfig) -> Plan:
     from harness.models import resolve
 
     items, tasks = _load_items(cfg)
+    check_task_fields(tasks)
     lm_eval_tasks = tuple(t for t in cfg.tasks if t.startswith(LM_EVAL_PREFIX))
     if lm_eval_tasks:
         from harness.lmeval import validate_tasks
@@ -126,7 +127,6 @@ def prepare(cfg: RunConfig) -> Plan:
     run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
     plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks,
                 task_decoding={t.name: dict(t.generation_kwargs) for t in tasks}, tasks=list(tasks))
-    check_task_fields(tasks)
     for item in items:
         for v in variants:
             plan.keys[(item.task, item.sample_id, v.name)] = content_key(
