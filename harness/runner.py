@@ -218,6 +218,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     from harness.distributed.executor import open_backend
     from harness.metrics.summary import format_summary, summarize
     from harness.metrics.task_metrics import task_metric_rows
+    from harness.sentinel import with_sentinel
+    from harness.tasks.honoured import task_field_metrics
     from harness.models.deepspeed_source import sweep_specs
 
     if (sweep := sweep_specs(cfg.model)) is not None:  # deepspeed:PATH@all: one run per checkpoint tag
@@ -279,8 +281,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
         import pyarrow as pa
 
         metrics = pa.concat_tables([metrics, from_rows(task_rows, "metrics")])
-    metrics = task_field_metrics(plan, samples, metrics)
-    metrics = _with_sentinel(cfg.store, plan.run_id, metrics, sentinel_rows)
+    metrics = task_field_metrics(plan.tasks, samples, metrics, plan.run_id)
+    metrics = with_sentinel(metrics, sentinel_rows, read_table(cfg.store, "metrics", plan.run_id))
     if extra_metrics or (not lm_todo and plan.lm_eval_tasks):
         metrics = _merge_metrics(cfg.store, plan.run_id, metrics, extra_metrics)
     store.write_metrics(plan.run_id, metrics)
@@ -300,37 +302,6 @@ def run_sentinel(plan: Plan, backend, finish) -> list[dict]:
     stored = {wanted[r["key"]]: r for r in read_table(plan.cfg.store, "samples", plan.run_id)
               .select(["key", "model", "output_token_ids", "batch_size"]).to_pylist() if r["key"] in wanted}
     return sentinel.check(plan, backend, stored, finish)
-
-
-def _with_sentinel(store_root, run_id: str, metrics, rows: list[dict] | None):
-    """Add this execution's sentinel rows, or keep the stored ones when nothing was generated."""
-    import pyarrow as pa
-
-    from harness.sentinel import SENTINEL_METRIC
-
-    if rows is None:
-        try:
-            old = read_table(store_root, "metrics", run_id)
-        except HarnessError:
-            return metrics
-        keep = [m == SENTINEL_METRIC for m in old.column("metric").to_pylist()] if old.num_rows else []
-        return pa.concat_tables([metrics, old.filter(pa.array(keep, pa.bool_()))]) if any(keep) else metrics
-    return pa.concat_tables([metrics, from_rows(rows, "metrics")]) if rows else metrics
-
-
-def task_field_metrics(plan: Plan, samples, metrics):
-    """Honour the tasks' ``process_results`` and ``metric_list`` on the run's metric rows."""
-    import pyarrow as pa
-
-    from harness.tasks.honoured import process_results_rows, select_metrics
-
-    extra = [r for t in plan.tasks for r in process_results_rows(t, samples, plan.run_id)]
-    if extra:  # a task's own process_results wins over a built-in metric of the same name
-        own = {(r["task"], r["variant"], r["metric"]) for r in extra}
-        keep = [(t, v, m) not in own or sid is not None for t, v, m, sid in zip(
-            *(metrics.column(c).to_pylist() for c in ("task", "variant", "metric", "sample_id")))]
-        metrics = pa.concat_tables([metrics.filter(pa.array(keep, pa.bool_())), from_rows(extra, "metrics")])
-    return select_metrics(metrics, plan.tasks)
 
 
 def _lazy_tokenizer(plan: Plan):

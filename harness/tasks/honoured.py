@@ -142,3 +142,22 @@ def process_results_rows(task, samples, run_id: str) -> list[dict]:
                          "value": float(value), "n": len(values),
                          "details": json.dumps({"source": "process_results", "aggregation": str(agg)})})
     return rows
+
+
+def task_field_metrics(tasks, samples, metrics, run_id: str):
+    """Honour the tasks' ``process_results`` and ``metric_list`` on a run's metric rows.
+
+    A task's own ``process_results`` row replaces a built-in aggregate row of the same
+    (task, variant, metric); then :func:`select_metrics` applies each ``metric_list``.
+    """
+    import pyarrow as pa
+
+    from harness.store.schema import from_rows
+
+    extra = [r for t in tasks for r in process_results_rows(t, samples, run_id)]
+    if extra:
+        own = {(r["task"], r["variant"], r["metric"]) for r in extra}
+        keep = [(t, v, m) not in own or sid is not None for t, v, m, sid in zip(
+            *(metrics.column(c).to_pylist() for c in ("task", "variant", "metric", "sample_id")))]
+        metrics = pa.concat_tables([metrics.filter(pa.array(keep, pa.bool_())), from_rows(extra, "metrics")])
+    return select_metrics(metrics, tasks)
