@@ -147,17 +147,23 @@ def process_results_rows(task, samples, run_id: str) -> list[dict]:
 def task_field_metrics(tasks, samples, metrics, run_id: str):
     """Honour the tasks' ``process_results`` and ``metric_list`` on a run's metric rows.
 
-    A task's own ``process_results`` row replaces a built-in aggregate row of the same
-    (task, variant, metric); then :func:`select_metrics` applies each ``metric_list``.
+    A task's own ``process_results`` value wins over a built-in aggregate row of the same
+    (task, variant, metric); when both agree (IFEval: the harness runs lm-eval's own
+    checkers) the built-in row stays, as it carries a confidence interval. Then
+    :func:`select_metrics` applies each ``metric_list``.
     """
     import pyarrow as pa
 
     from harness.store.schema import from_rows
 
-    extra = [r for t in tasks for r in process_results_rows(t, samples, run_id)]
+    extra = {(r["task"], r["variant"], r["metric"]): r for t in tasks for r in process_results_rows(t, samples, run_id)}
     if extra:
-        own = {(r["task"], r["variant"], r["metric"]) for r in extra}
-        keep = [(t, v, m) not in own or sid is not None for t, v, m, sid in zip(
-            *(metrics.column(c).to_pylist() for c in ("task", "variant", "metric", "sample_id")))]
-        metrics = pa.concat_tables([metrics.filter(pa.array(keep, pa.bool_())), from_rows(extra, "metrics")])
+        cols = [metrics.column(c).to_pylist() for c in ("task", "variant", "metric", "sample_id", "value")]
+        agree = {(t, v, m) for t, v, m, sid, val in zip(*cols) if sid is None and (t, v, m) in extra
+                 and val is not None and abs(val - extra[(t, v, m)]["value"]) < 1e-9}
+        keep = [(t, v, m) not in extra or sid is not None or (t, v, m) in agree for t, v, m, sid, _ in zip(*cols)]
+        new = [r for k, r in extra.items() if k not in agree]
+        metrics = metrics.filter(pa.array(keep, pa.bool_()))
+        if new:
+            metrics = pa.concat_tables([metrics, from_rows(new, "metrics")])
     return select_metrics(metrics, tasks)

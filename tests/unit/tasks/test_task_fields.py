@@ -68,3 +68,18 @@ def test_process_results_needs_a_metric_list(tmp_path):
     p = write_task(tmp_path, "process_results: !function utils.score\n", utils="def score(d, r):\n    return {}\n")
     with pytest.raises(HarnessError, match=r"t.yaml:4: process_results: needs a metric_list"):
         check_native(Task.from_spec(TaskSpec.from_yaml(p, trusted_dirs=(tmp_path,))))
+
+
+def test_process_results_value_wins_unless_the_builtin_row_agrees(tmp_path):
+    from harness.tasks.honoured import task_field_metrics
+
+    p = write_task(tmp_path, "process_results: !function utils.score\nmetric_list:\n  - metric: eos_rate\n",
+                   utils="def score(doc, results):\n    return {'eos_rate': float(results[0] == 'a')}\n")
+    task = Task.from_spec(TaskSpec.from_yaml(p, trusted_dirs=(tmp_path,)))
+    samples = pa.table({"task": ["t", "t"], "model": ["m", "m"], "variant": ["none", "rules"], "doc_json": ["{}"] * 2,
+                        "output": ["a", "b"], "status": ["ok", "ok"]})
+    builtin = from_rows([{"run_id": "r", "task": "t", "model": "m", "variant": v, "metric": "eos_rate", "value": 1.0,
+                          "ci_low": 0.2, "ci_high": 1.0} for v in ("none", "rules")], "metrics")
+    out = {r["variant"]: r for r in task_field_metrics([task], samples, builtin, "r").to_pylist()}
+    assert (out["none"]["value"], out["none"]["ci_low"]) == (1.0, 0.2)  # agrees: the row with a CI stays
+    assert (out["rules"]["value"], out["rules"]["ci_low"]) == (0.0, None)  # differs: process_results wins
