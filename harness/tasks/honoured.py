@@ -140,7 +140,8 @@ def process_results_rows(task, samples, run_id: str) -> list[dict]:
             value = agg.resolve()(values) if isinstance(agg, FunctionRef) else AGGREGATIONS[agg](map(float, values))
             rows.append({"run_id": run_id, "task": task.name, "model": model, "variant": variant, "metric": metric,
                          "value": float(value), "n": len(values),
-                         "details": json.dumps({"source": "process_results", "aggregation": str(agg)})})
+                         "details": json.dumps({"source": "process_results", "aggregation": str(agg),
+                                                "higher_is_better": entry.get("higher_is_better")})})
     return rows
 
 
