@@ -21,6 +21,7 @@ import sys
 from harness import __version__
 from harness.cli_util import add_verb
 from harness.errors import HarnessError
+from harness.prompts import FORMATS
 
 ROOMS = ("harness.models.cli", "harness.tasks.cli", "harness.distributed.cli", "harness.results_cli",
          "harness.ranking.cli", "harness.judges.cli", "harness.finetune.cli")
@@ -38,7 +39,11 @@ RUN_EPILOG = """examples:
   # a YAML config; flags override its settings
   harness run configs/mini.yaml --limit 4
 
-variants: none | rules (= rules:eos-uniform-diversity) | rules:<options> | ablations | NAME of an --expert YAML
+  # the paper's Table 4 protocol (per-variant caps 8192/512) on AlpacaEval; print the plan only
+  harness run configs/paper.yaml --dry-run
+
+variants: none | rules (= rules:eos-uniform-diversity) | rules:<options> | ablations | NAME of an --expert YAML,
+  each optionally followed by its own decoding settings: rules@max_new_tokens=8192, none@max_new_tokens=512
   options: eos, uniform, diversity, start, and modifiers table8 ("What" = -3), fallback (+100 EOS past
   1024 tokens), prose (diversity over the response only)."""
 
@@ -49,13 +54,13 @@ def add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> No
         p.add_argument("--model", help="built-in name (see `harness models list`), HF dir, .gguf file or hub id (default gemma-3-270m)")
         p.add_argument("--tasks", help="comma-separated task names (see `harness tasks list`)")
         p.add_argument("--prompts", help="a JSONL file of prompts: {\"instruction\": ..., \"id\": ...} per line")
-        p.add_argument("--variants", help="comma-separated variants (default none,rules)")
+        p.add_argument("--variants", help="comma-separated variants (default none,rules); NAME@max_new_tokens=N@... sets a variant's own decoding")
         p.add_argument("--limit", type=int, help="at most N prompts per task")
-        p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, help="generation cap per response (default 256)")
+        p.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, help="generation cap per response (default: each task's max_gen_toks, else 256; a variant's own @max_new_tokens wins)")
         p.add_argument("--tasks-dir", dest="tasks_dirs", action="append", help="extra directory of task YAMLs (repeatable)")
         p.add_argument("--data", action="append", help="TASK=PATH: local data file for a task (repeatable)")
         p.add_argument("--expert", dest="experts", action="append", help="an expert YAML to use as a variant by its name")
-        p.add_argument("--prompt-format", dest="prompt_format", choices=["tulu", "hf"], help="default: the model's (tulu for base models)")
+        p.add_argument("--prompt-format", dest="prompt_format", choices=list(FORMATS), help="default: the model's (tulu for base models); tulu-ab: Appendix B's <|A|>/<|B|> tags")
         p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
         p.add_argument("--combine", choices=["logit-add", "logsoftmax-sum"], help="how the expert joins the model (same greedy tokens)")
         p.add_argument("--trace", action="store_true", default=None,
@@ -63,6 +68,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> No
         p.add_argument("--truncate-prompts", dest="truncate_prompts", action="store_true", default=None,
                        help="cut prompts longer than the model's context less --max-new-tokens from the left "
                             "(recorded per row in samples.prompt_truncated_tokens); default: refuse them")
+        p.add_argument("--sentinel", type=float, metavar="SHARE",
+                       help="share of (prompt, variant) pairs re-generated alone to prove batching changed no token "
+                            "(default 0.02, at least one pair; 0 disables)")
         p.add_argument("--run-id", dest="run_id", help="name the run (default: model + hash of the config)")
         p.add_argument("--store", help="results directory (default ./results)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per batch (default 8)")
@@ -89,8 +97,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.config import RunConfig
     from harness.runner import execute
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("func", "config", "quiet", "verbose")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("func", "config", "quiet", "verbose", "dry_run")}
     cfg = RunConfig.from_sources(args.config, flags)
+    if args.dry_run:
+        from harness.runner import describe_plan, prepare
+
+        print(describe_plan(prepare(cfg)))
+        return 0
     _print_result(execute(cfg, progress=not args.quiet))
     return 0
 
@@ -132,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Generate every (prompt x variant) pair on Ray replicas and write samples, metrics and runs tables.",
                    epilog=RUN_EPILOG)
     add_run_flags(run)
+    run.add_argument("--dry-run", dest="dry_run", action="store_true",
+                     help="validate everything and print the plan (pairs, each variant's decoding, run id); generate nothing")
     res = add_verb(sub, "resume", "continue an interrupted run (only missing rows are generated)", cmd_resume,
                    epilog="example:\n  harness resume gemma-3-270m-1a2b3c4d5e --store results")
     res.add_argument("run_id")

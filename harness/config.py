@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import socket
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.errors import HarnessError, did_you_mean
@@ -75,7 +75,7 @@ class RunConfig:
     prompts: str | None = None
     variants: tuple[str, ...] = ("none", "rules")
     limit: int | None = None
-    max_new_tokens: int = 256
+    max_new_tokens: int | None = None  # None: each task's max_gen_toks, else 256 (harness.decoding)
     batch_size: int = 8
     store: str = "results"
     address: str | None = None
@@ -91,13 +91,14 @@ class RunConfig:
     dtype: str = "float32"
     device: str = "auto"
     combine: str = "logit-add"
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
+    do_sample: bool | None = None  # None: the task's generation_kwargs, else greedy
+    temperature: float | None = None
+    top_p: float | None = None
     seed: int = 0
     run_id: str | None = None
     trace: bool = False
     truncate_prompts: bool = False  # --truncate-prompts: cut over-long prompts from the left (harness.context)
+    sentinel: float = 0.02  # share of (prompt, variant) pairs re-generated alone (harness.sentinel); 0 disables
     source: str = "<flags>"
 
     @classmethod
@@ -108,6 +109,11 @@ class RunConfig:
         if path is not None:
             source = str(path)
             raw = {k.replace("-", "_"): v for k, v in read_yaml_mapping(path).items()}
+            if isinstance(raw.get("variants"), list):  # a run config's list may hold {name:, max_new_tokens:, ...}
+                from harness.experts.variants import variant_string
+
+                raw["variants"] = [variant_string(v, f"{source}: variants[{i}]") if isinstance(v, dict) else v
+                                   for i, v in enumerate(raw["variants"])]
             values = typed_fields(cls, raw, source, skip=("source",), unknown="unknown setting")
         types = field_types(cls)
         for k, v in flags.items():  # argparse values are typed already; resume passes a manifest's JSON
@@ -128,7 +134,7 @@ class RunConfig:
         if self.limit is not None and self.limit <= 0:
             raise HarnessError(f"{w('limit')}: must be a positive number of prompts per task, got {self.limit}")
         for name in ("max_new_tokens", "batch_size"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise HarnessError(f"{w(name)}: must be positive, got {getattr(self, name)}")
         if self.replicas != "auto" and not (str(self.replicas).isdigit() and int(self.replicas) > 0):
             raise HarnessError(f"{w('replicas')}: a positive number or 'auto', got {self.replicas!r}")
@@ -155,15 +161,25 @@ class RunConfig:
                                f"got {self.temperature} and {self.top_p}")
         if self.address is not None:
             check_address_syntax(self.address, w("address"))
+        if isinstance(self.sentinel, bool) or not isinstance(self.sentinel, int | float) or not 0 <= self.sentinel <= 1:
+            raise HarnessError(f"{w('sentinel')}: a share of pairs between 0 and 1 (0 disables), got {self.sentinel!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise HarnessError(f"{w('dtype')}: {self.dtype!r} is not float32, bfloat16 or float16")
         for item in self.data:
             if "=" not in item:
                 raise HarnessError(f"{w('data')}: expected TASK=PATH, got {item!r}")
 
+    def explicit_decoding(self) -> dict:
+        """Decoding fields this config sets itself (they override a task's ``generation_kwargs``)."""
+        names = ("max_new_tokens", "do_sample", "temperature", "top_p")
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None} | {"seed": self.seed}
+
     @property
     def decoding(self) -> DecodingParams:
-        return DecodingParams(self.max_new_tokens, self.do_sample, self.temperature, self.top_p, self.seed)
+        """The run-level decoding: explicit settings over the defaults (no task, no variant)."""
+        from harness.decoding import resolve_decoding
+
+        return resolve_decoding({}, self.explicit_decoding(), {})
 
     def data_overrides(self) -> dict[str, Path]:
         return {k: Path(v) for k, v in (d.split("=", 1) for d in self.data)}

@@ -2,7 +2,13 @@
 
 * ``tulu`` — the paper's format, ``<|user|>\\n{instruction}\\n<|assistant|>\\n``; the
   tokenizer adds BOS (paper-spec §1.2). Default for base models.
+* ``tulu-ab`` — the same with Appendix B's tags, ``<|A|>\n{instruction}\n<|B|>\n`` (the
+  paper's finetuning alternative; evaluate an ``<|A|>``/``<|B|>``-tuned model with it).
 * ``hf`` — the model's own chat template (instruction-tuned models).
+
+The rule expert needs no tag strings: it anchors on the user-content start and the
+prompt's end that the rendering reports, so its rules line up with whichever tags the
+format writes (:data:`TAGS` names them per format).
 
 Each rendering reports the character offset where the user content starts, so the
 rule expert's diversity rule can begin at the right token in any format.
@@ -23,7 +29,9 @@ from harness.errors import HarnessError, did_you_mean
 
 USER_TAG = "<|user|>"
 ASSISTANT_TAG = "<|assistant|>"
-FORMATS = ("tulu", "hf")
+TAGS = {"tulu": (USER_TAG, ASSISTANT_TAG), "tulu-ab": ("<|A|>", "<|B|>")}
+"""(user tag, assistant tag) of each tag-based format."""
+FORMATS = ("tulu", "tulu-ab", "hf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +50,18 @@ class RenderedPrompt:
     add_special_tokens: bool
 
 
-def render(fmt: str, instruction: str, tokenizer=None, *, user_tag: str = USER_TAG,
-           assistant_tag: str = ASSISTANT_TAG) -> RenderedPrompt:
-    """Render ``instruction`` in prompt format ``fmt`` (``tulu`` or ``hf``)."""
-    if fmt == "tulu":
+def render(fmt: str, instruction: str, tokenizer=None, *, user_tag: str | None = None,
+           assistant_tag: str | None = None) -> RenderedPrompt:
+    """Render ``instruction`` in prompt format ``fmt`` (``tulu``, ``tulu-ab`` or ``hf``).
+
+    ``user_tag`` / ``assistant_tag`` override a tag format's own tags (finetuning configs).
+
+    >>> render("tulu-ab", "Hi.").text
+    '<|A|>\\nHi.\\n<|B|>\\n'
+    """
+    if fmt in TAGS:
+        user_tag = user_tag or TAGS[fmt][0]
+        assistant_tag = assistant_tag or TAGS[fmt][1]
         head = f"{user_tag}\n"
         return RenderedPrompt(f"{head}{instruction}\n{assistant_tag}\n", len(head), True)
     if fmt == "hf":

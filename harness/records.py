@@ -22,6 +22,7 @@ class PromptItem:
         instruction: the user message content, before any prompt format is applied.
         doc_json: the source row as JSON (metrics such as IFEval need its kwargs).
         reference: an optional reference answer (pairwise judges).
+        domain: the task's single-task domain (``TaskSpec.domain``), stored as ``samples.domain``.
     """
 
     task: str
@@ -30,20 +31,28 @@ class PromptItem:
     instruction: str
     doc_json: str = "{}"
     reference: str | None = None
+    domain: str | None = None  # the task's ``domain:`` (poetry, gsm, code, chess, recipe) for style leak
 
 
 @dataclass(frozen=True, slots=True)
 class DecodingParams:
-    """Decoding settings shared by every variant of a run (greedy by default)."""
+    """Decoding settings of one generation call (greedy by default).
+
+    ``harness.decoding.resolve_decoding`` builds them per (task, variant); ``until`` holds
+    stop strings (applied to the text after generation).
+    """
 
     max_new_tokens: int = 256
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
+    until: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__slots__}
+        """The fields that enter content keys (``until`` only when set, so older keys stay valid)."""
+        d = {f: getattr(self, f) for f in ("max_new_tokens", "do_sample", "temperature", "top_p", "seed")}
+        return d | ({"until": list(self.until)} if self.until else {})
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise HarnessError(f"--iters: must be at least 1, got {args.iters}")
     results = _open(args)
     baseline, treatment = _sides(args, results)
-    cmp = compare(results, baseline, treatment, metrics=args.metric, iters=args.iters, seed=args.seed)
+    cmp = compare(results, baseline, treatment, metrics=args.metric, iters=args.iters, seed=args.seed,
+                  mixed_caps=args.mixed_caps)
     if args.format == "json":
         print(json.dumps(cmp.to_dict(), indent=2))
     else:
@@ -168,6 +169,8 @@ def register(subparsers) -> None:
     cmp.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     cmp.add_argument("--max-flips", dest="max_flips", type=int, default=20,
                      help="flipped prompts to list (default 20; 0 = all)")
+    cmp.add_argument("--mixed-caps", dest="mixed_caps", action="store_true",
+                     help="also pair rows generated with different max_new_tokens (e.g. rules at 8192 vs none at 512)")
     cmp.add_argument("--format", default="table", choices=["table", "json"])
     cmp.add_argument("--store", default="results", help=STORE_HELP)
 

@@ -26,9 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.config import RunConfig
+from harness.decoding import apply_until, decoding_json, resolve_decoding
 from harness.errors import HarnessError
 from harness.experts.variants import Variant, load_user_experts, parse_variants
-from harness.records import PromptItem, Shard
+from harness.records import DecodingParams, PromptItem, Shard
 from harness.store import Store, read_table
 from harness.store.schema import from_rows
 
@@ -48,6 +49,12 @@ class Plan:
     lm_eval_tasks: tuple[str, ...] = ()  # ``lm_eval:NAME`` tasks, evaluated by lm-eval through the bridge
     keys: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (task, sample_id, variant) -> key
     truncated: dict[tuple[str, str], int] = field(default_factory=dict)  # (task, sample_id) -> prompt tokens dropped
+    task_decoding: dict[str, dict] = field(default_factory=dict)  # task -> its generation_kwargs
+    tasks: list = field(default_factory=list)  # the native harness.tasks.Task objects
+
+    def decoding_for(self, item: PromptItem, variant: Variant) -> DecodingParams:
+        """What (item, variant) runs with: task defaults < explicit run settings < the variant's own."""
+        return resolve_decoding(self.task_decoding.get(item.task, {}), self.cfg.explicit_decoding(), variant.decoding)
 
 
 @dataclass
@@ -64,10 +71,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name if os.sep in text else text).strip("-")[:40] or "model"
 
 
-def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig) -> str:
-    """Content key of one row: same inputs, same key, on any cluster and batch size."""
+def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig,
+                decoding: DecodingParams | None = None) -> str:
+    """Content key of one row: same inputs, same key, on any cluster and batch size.
+
+    ``decoding`` is what the row runs with (its cap, sampling, stop strings); default: the
+    run-level settings.
+    """
+    decoding = decoding or cfg.decoding
     payload = [model_fp, prompt_format, item.task, item.task_version, item.sample_id, item.instruction,
-               variant.spec_key(), cfg.decoding.as_dict(), cfg.combine, cfg.dtype]
+               variant.spec_key(), decoding.as_dict(), cfg.combine, cfg.dtype]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -95,6 +108,7 @@ def prepare(cfg: RunConfig) -> Plan:
 
     _check_resources(cfg)
     items, tasks = _load_items(cfg)
+    check_task_fields(tasks)
     lm_eval_tasks = tuple(t for t in cfg.tasks if t.startswith(LM_EVAL_PREFIX))
     if lm_eval_tasks:
         from harness.lmeval import validate_tasks
@@ -112,14 +126,15 @@ def prepare(cfg: RunConfig) -> Plan:
         raise HarnessError(f"tasks ask for different prompt formats {sorted(formats)}; pass --prompt-format")
     else:
         prompt_format = model.default_prompt_format
-    items, truncated = _check_model_inputs(cfg, model, prompt_format, items, variants)
     run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
-    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks, truncated=truncated)
+    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks,
+                task_decoding={t.name: dict(t.generation_kwargs) for t in tasks}, tasks=list(tasks))
+    plan.items, plan.truncated = _check_model_inputs(plan)
     owners: dict[str, tuple[str, str, str]] = {}
-    for item in items:
+    for item in plan.items:
         for v in variants:
             pair = (item.task, item.sample_id, v.name)
-            key = plan.keys[pair] = content_key(model.fingerprint, prompt_format, item, v, cfg)
+            key = plan.keys[pair] = content_key(model.fingerprint, prompt_format, item, v, cfg, plan.decoding_for(item, v))
             if key in owners:
                 raise _duplicate(owners[key], pair)
             owners[key] = pair
@@ -150,18 +165,20 @@ def _check_resources(cfg: RunConfig) -> None:
         check_reachable(cfg.address)
 
 
-def _check_model_inputs(cfg: RunConfig, model, prompt_format: str, items: list[PromptItem], variants: list[Variant]):
+def _check_model_inputs(plan: Plan) -> tuple[list[PromptItem], dict[tuple[str, str], int]]:
     """Checks that need the model's tokenizer, done here so that they fail before any write.
 
     Every expert's token strings resolve (:class:`~harness.experts.processor.ResolvedExpert`);
-    prompt tokens + cap fit the model's context (:mod:`harness.context`), or are cut from
-    the left on opt-in. Returns the (possibly truncated) items and the tokens dropped.
+    prompt tokens + the largest cap any variant runs a task with fit the model's context
+    (:mod:`harness.context`), or are cut from the left on opt-in. Returns the (possibly
+    truncated) items and the tokens dropped.
     """
     from transformers import AutoConfig, AutoTokenizer
 
     from harness.context import context_length, fit_prompts
     from harness.experts.processor import ResolvedExpert
 
+    cfg, model, items, variants = plan.cfg, plan.model, plan.items, plan.variants
     experts = [v.expert for v in variants if v.expert is not None]
     if not items and not experts:
         return items, {}
@@ -178,8 +195,63 @@ def _check_model_inputs(cfg: RunConfig, model, prompt_format: str, items: list[P
         if limit is None:
             log.warning("%s: config.json names no context length; prompt lengths are not checked", model.name)
         return items, {}
-    return fit_prompts(items, tokenizer, prompt_format, context=limit, max_new_tokens=cfg.max_new_tokens,
-                       model=model.name, truncate=cfg.truncate_prompts)
+    by_task: dict[str, list[int]] = {}
+    for n, item in enumerate(items):
+        by_task.setdefault(item.task, []).append(n)
+    out, dropped = list(items), {}
+    for positions in by_task.values():
+        first = items[positions[0]]
+        cap = max(plan.decoding_for(first, v).max_new_tokens for v in variants)
+        fitted, cut = fit_prompts([items[n] for n in positions], tokenizer, plan.prompt_format, context=limit,
+                                  max_new_tokens=cap, model=model.name, truncate=cfg.truncate_prompts)
+        for n, item in zip(positions, fitted):
+            out[n] = item
+        dropped.update(cut)
+    return out, dropped
+
+
+def describe_plan(plan: Plan) -> str:
+    """What ``harness run --dry-run`` prints: run id, model, format, pairs and each variant's decoding."""
+    from harness.sentinel import choose
+
+    lines = [f"run id:        {plan.run_id}", f"model:         {plan.model.name} ({plan.model.path})",
+             f"prompt format: {plan.prompt_format}",
+             f"tasks:         {', '.join(sorted({i.task for i in plan.items} | set(plan.lm_eval_tasks)))}",
+             f"prompts:       {len(plan.items)}", f"pairs:         {len(plan.keys)} (prompt x variant)",
+             f"sentinel:      {len(choose(list(plan.keys), plan.cfg.sentinel, plan.run_id))} pairs re-generated alone",
+             "variants (decoding per task):"]
+    for v in plan.variants:
+        for task in sorted({i.task for i in plan.items}):
+            item = next(i for i in plan.items if i.task == task)
+            d = plan.decoding_for(item, v)
+            how = "greedy" if not d.do_sample else f"sample T={d.temperature} top_p={d.top_p} seed={d.seed}"
+            stop = f", until {list(d.until)}" if d.until else ""
+            lines.append(f"  {v.label:<40} {task}: max_new_tokens {d.max_new_tokens}, {how}{stop}")
+    return "\n".join(lines)
+
+
+def check_task_fields(tasks) -> None:
+    """Refuse task fields a native run would parse but not honour (one line: file + field)."""
+    from harness.tasks.honoured import check_native
+
+    for t in tasks:
+        check_native(t)
+
+
+def generation_groups(plan: Plan, items: list[PromptItem]) -> list[tuple[DecodingParams, list[Variant], list[PromptItem]]]:
+    """(decoding, variants, items) groups: one generate call per distinct decoding.
+
+    A prompt's variants with the same settings stay in one group (paired batches); a
+    variant with its own cap runs in its own group.
+    """
+    groups: dict[tuple, list[PromptItem]] = {}
+    for item in items:
+        by_decoding: dict[DecodingParams, list[Variant]] = {}
+        for v in plan.variants:
+            by_decoding.setdefault(plan.decoding_for(item, v), []).append(v)
+        for decoding, variants in by_decoding.items():
+            groups.setdefault((decoding, tuple(variants)), []).append(item)
+    return [(d, list(vs), its) for (d, vs), its in groups.items()]
 
 
 def make_shards(items: list[PromptItem], variants: list[Variant], prompts_per_shard: int) -> list[Shard]:
@@ -220,6 +292,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     from harness.distributed.executor import open_backend
     from harness.metrics.summary import format_summary, summarize
     from harness.metrics.task_metrics import task_metric_rows
+    from harness.sentinel import with_sentinel
+    from harness.tasks.honoured import task_field_metrics
     from harness.models.deepspeed_source import sweep_specs
 
     if (sweep := sweep_specs(cfg.model)) is not None:  # deepspeed:PATH@all: one run per checkpoint tag
@@ -239,25 +313,37 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     expert_tables: dict = manifest.get("expert_json") or {}
     timings: dict = {}
     extra_metrics: list[dict] = []
+    sentinel_rows: list[dict] | None = None  # None: no generation now, keep the stored sentinel rows
     next_shard = len(store.committed_shards(plan.run_id))
 
-    def commit(result: dict) -> None:
-        nonlocal generated
-        rows = [r | {"run_id": plan.run_id, "key": plan.keys[(r["task"], r["sample_id"], r["variant"])],
-                     "prompt_truncated_tokens": plan.truncated.get((r["task"], r["sample_id"]), 0)} for r in result["rows"]]
-        store.write_samples(plan.run_id, result["shard_id"], rows)
-        generated += len(rows)
+    domains = {(i.task, i.sample_id): i.domain for i in plan.items}
+    tokenizer = _lazy_tokenizer(plan)
+
+    def committer(decoding: DecodingParams):
+        def commit(result: dict) -> None:
+            nonlocal generated
+            rows = [finish_row(plan, r, decoding, domains, tokenizer) for r in result["rows"]]
+            store.write_samples(plan.run_id, result["shard_id"], rows)
+            generated += len(rows)
+        return commit
 
     if todo or lm_todo:
         log.info("run %s: %d of %d prompts to generate", plan.run_id, len(todo), len(plan.items))
-        shards = [Shard(next_shard + s.shard_id, s.items, s.variants) for s in make_shards(todo, plan.variants, cfg.batch_size)]
+        groups = []
+        for decoding, variants, items in generation_groups(plan, todo):
+            shards = [Shard(next_shard + s.shard_id, s.items, s.variants) for s in make_shards(items, variants, cfg.batch_size)]
+            next_shard += len(shards)
+            groups.append((decoding, variants, shards))
         with open_backend(plan, progress) as backend:  # resources are checked before anything is written
             store.write_run(plan.run_id, _run_row(plan, "running", created, {}, {}, len(existing)))
             try:
                 expert_tables = backend.start()
-                backend.run(shards, commit)
+                for decoding, variants, shards in groups:
+                    backend.run(shards, committer(decoding), variants, decoding)
+                if cfg.sentinel > 0:
+                    sentinel_rows = run_sentinel(plan, backend, lambda r, d: finish_row(plan, r, d, domains, tokenizer))
                 if lm_todo:
-                    extra_metrics = _run_lm_eval(plan, backend, store, lm_todo, next_shard + len(shards))
+                    extra_metrics = _run_lm_eval(plan, backend, store, lm_todo, next_shard)
             except BaseException:
                 store.write_run(plan.run_id, _run_row(plan, "failed", created, {}, backend.timings, len(existing) + generated))
                 raise
@@ -269,12 +355,50 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
         import pyarrow as pa
 
         metrics = pa.concat_tables([metrics, from_rows(task_rows, "metrics")])
+    metrics = task_field_metrics(plan.tasks, samples, metrics, plan.run_id)
+    metrics = with_sentinel(metrics, sentinel_rows, read_table(cfg.store, "metrics", plan.run_id))
     if extra_metrics or (not lm_todo and plan.lm_eval_tasks):
         metrics = _merge_metrics(cfg.store, plan.run_id, metrics, extra_metrics)
     store.write_metrics(plan.run_id, metrics)
     timings["wall_seconds"] = time.perf_counter() - t0
     store.write_run(plan.run_id, _run_row(plan, "finished", created, expert_tables, timings, samples.num_rows))
-    return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated, format_summary(metrics), timings)
+    from harness.sentinel import summary_line
+
+    return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated,
+                     format_summary(metrics) + summary_line(metrics), timings)
+
+
+def run_sentinel(plan: Plan, backend, finish) -> list[dict]:
+    """Re-generate a few committed pairs alone and compare (see :mod:`harness.sentinel`)."""
+    from harness import sentinel
+
+    wanted = {v: k for k, v in plan.keys.items()}
+    stored = {wanted[r["key"]]: r for r in read_table(plan.cfg.store, "samples", plan.run_id)
+              .select(["key", "model", "output_token_ids", "batch_size"]).to_pylist() if r["key"] in wanted}
+    return sentinel.check(plan, backend, stored, finish)
+
+
+def _lazy_tokenizer(plan: Plan):
+    """The model's tokenizer, loaded on first use (only stop strings need it on the driver)."""
+    cache: list = []
+
+    def get():
+        if not cache:
+            from transformers import AutoTokenizer
+
+            cache.append(AutoTokenizer.from_pretrained(str(plan.model.path)))
+        return cache[0]
+    return get
+
+
+def finish_row(plan: Plan, row: dict, decoding: DecodingParams, domains: dict, tokenizer) -> dict:
+    """Add what the runner knows to a generated row: key, run id, decoding that ran, domain; cut at ``until``."""
+    if decoding.until:
+        row = apply_until(row, decoding.until, tokenizer())
+    return row | {"run_id": plan.run_id, "key": plan.keys[(row["task"], row["sample_id"], row["variant"])],
+                  "max_new_tokens": decoding.max_new_tokens, "decoding_json": decoding_json(decoding),
+                  "domain": domains.get((row["task"], row["sample_id"])),
+                  "prompt_truncated_tokens": plan.truncated.get((row["task"], row["sample_id"]), 0)}
 
 
 def _execute_sweep(cfg: RunConfig, sweep: dict[str, str], progress: bool) -> RunResult:

@@ -30,21 +30,10 @@ from collections import defaultdict
 
 from lm_eval.api.model import LM
 
+from harness.decoding import trim_ids, truncate_at
 from harness.records import DecodingParams, PromptItem
 
 log = logging.getLogger(__name__)
-
-
-def truncate_at(text: str, until: list[str]) -> tuple[str, bool]:
-    """Cut ``text`` at the earliest ``until`` string; returns (text, was_cut).
-
-    >>> truncate_at("Paris.\\nQ: next", ["\\nQ:", "</s>"])
-    ('Paris.', True)
-    >>> truncate_at("Paris.", [])
-    ('Paris.', False)
-    """
-    cut = min((i for i in (text.find(s) for s in until if s) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
 
 
 def _until(gen_kwargs: dict) -> list[str]:
@@ -91,11 +80,12 @@ class HarnessLM(LM):
 
     # -- requests ----------------------------------------------------------------
     def _decoding(self, gen_kwargs: dict) -> DecodingParams:
-        cap = self.cfg.max_new_tokens
-        max_new = min(int(gen_kwargs.get("max_gen_toks") or cap), cap)
+        cap = self.cfg.max_new_tokens  # None: the request's max_gen_toks, else the default cap
+        asked = gen_kwargs.get("max_gen_toks")
+        max_new = int(asked or DecodingParams().max_new_tokens) if cap is None else min(int(asked or cap), cap)
         if gen_kwargs.get("do_sample"):
-            temp = float(gen_kwargs.get("temperature", self.cfg.temperature) or 1.0)
-            top_p = float(gen_kwargs.get("top_p", self.cfg.top_p) or 1.0)
+            temp = float(gen_kwargs.get("temperature", self.cfg.temperature or 1.0) or 1.0)
+            top_p = float(gen_kwargs.get("top_p", self.cfg.top_p or 1.0) or 1.0)
             return DecodingParams(max_new, True, temp, top_p, self.cfg.seed)
         return DecodingParams(max_new_tokens=max_new)
 
@@ -134,14 +124,7 @@ class HarnessLM(LM):
         except Exception:  # noqa: BLE001 - ids stay untrimmed if the tokenizer cannot load
             log.warning("could not load the tokenizer to trim output_token_ids", exc_info=True)
             return ids
-        lo, hi = 0, len(ids)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if len(tok.decode(ids[:mid], skip_special_tokens=True)) >= len(text):
-                hi = mid
-            else:
-                lo = mid + 1
-        return list(ids[:lo])
+        return trim_ids(ids, text, tok)
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
         """``(log p(continuation | context), is_greedy)`` for every request, in one backend call."""

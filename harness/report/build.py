@@ -22,7 +22,7 @@ from harness.errors import HarnessError
 from harness.report import data, plots
 from harness.results.api import Results
 from harness.results.compare import compare_variants
-from harness.results.render import fmt_delta, fmt_num, fmt_p
+from harness.results.render import fmt_delta, fmt_num, fmt_p, format_caps
 
 SHAPE_PANELS = [("eos", "EOS-terminated", "rate"), ("echo", "echo (repeats instruction)", "rate"),
                 ("role_tag", "role-tag leak", "rate"), ("refusal", "refusal", "rate"),
@@ -85,12 +85,12 @@ def _delta_section(results: Results, run: str, variants: list[str], out: Path, i
     for v in variants:
         if v == "none":
             continue
-        cmp = compare_variants(results, run, "none", v, iters=iters, seed=seed)
+        cmp = compare_variants(results, run, "none", v, iters=iters, seed=seed, mixed_caps=True)
         rows = [[d.metric, str(d.n), fmt_num(d.baseline), fmt_num(d.treatment), fmt_delta(d.delta, d.ci_low, d.ci_high),
                  "-" if d.b01 is None else f"{d.b01}/{d.b10}", fmt_p(d.p_value)] for d in cmp.deltas]
         better = sum(f.improved is True for f in cmp.flips)
         worse = sum(f.improved is False for f in cmp.flips)
-        lines += [f"### `{v}` vs `none` ({cmp.n_pairs} pairs)", "",
+        lines += [f"### `{v}` vs `none` ({cmp.n_pairs} pairs)", "", format_caps(cmp) + ".", "",
                   md_table(["metric", "n", "none", v, "delta [95% CI]", "b01/b10", "p"], rows), "",
                   f"Adherence flips: {better} for the better, {worse} for the worse "
                   f"(`harness compare {run} --baseline none --treatment {v}` lists them).", ""]
@@ -178,6 +178,26 @@ def _flip_section(samples, out: Path) -> list[str]:
     return lines
 
 
+def _sentinel_section(metrics) -> list[str]:
+    """The invariance sentinel: a loud flag when re-generating a pair alone changed its tokens."""
+    from harness.sentinel import SENTINEL_METRIC, divergences
+
+    rows = [r for r in metrics.to_pylist() if r["metric"] == SENTINEL_METRIC]
+    head = ["## Invariance sentinel (batching must not change tokens)", ""]
+    if not rows:
+        return head + ["_No sentinel rows: the run was made with `--sentinel 0` or before the sentinel existed._", ""]
+    bad = divergences(metrics)
+    n = sum(r["n"] or 0 for r in rows)
+    if bad:
+        lines = head + [f"**WARNING: {sum(1 for _ in bad)} variant/task group(s) changed tokens when a pair was "
+                        "re-generated alone (batch 1, no padding).** Batched outputs of this run are not "
+                        "batch-invariant; first divergence positions below.", ""]
+        table = [[b["variant"], b["task"], fmt_num(b["value"]), ", ".join(str(p) for p in b["positions"])] for b in bad]
+        return lines + [md_table(["variant", "task", "identical rate", "first divergence at token"], table), ""]
+    return head + [f"{n} (prompt, variant) pairs re-generated alone (batch 1, no padding): all identical to the "
+                   "batched rows.", ""]
+
+
 def build_report(results: Results, run: str, out_dir: str | Path, iters: int = 2000, seed: int = 0) -> Path:
     """Write ``report.md`` and its PNGs for ``run`` into ``out_dir``; return the markdown path.
 
@@ -196,6 +216,7 @@ def build_report(results: Results, run: str, out_dir: str | Path, iters: int = 2
     variants = data.variant_order(pc.unique(samples.column("variant")).to_pylist(), declared)
     est, _ = data.by_variant(samples, variants)
     lines = _header(results, run, samples.num_rows)
+    lines += _sentinel_section(metrics)
     lines += _shape_section(est, variants, out)
     lines += _delta_section(results, run, variants, out, iters, seed)
     lines += _ablation_section(est, out)

@@ -1,6 +1,9 @@
 """Paired comparisons: two variants of one run, or one variant across two runs.
 
-Samples are paired by ``(task, sample_id)``. For every per-sample metric
+Samples are paired by ``(task, sample_id)``. Rows whose generation caps
+(``samples.max_new_tokens``) differ are not paired unless ``mixed_caps=True``
+(``harness compare --mixed-caps``); either way :attr:`Comparison.caps` says which caps
+were compared and :attr:`Comparison.cap_mismatches` how many pairs differed. For every per-sample metric
 (:mod:`harness.results.persample`) the result holds the paired mean difference
 (treatment − baseline) with a percentile bootstrap interval, plus the exact McNemar test
 for booleans, and the prompts whose boolean adherence flipped.
@@ -87,6 +90,9 @@ class Comparison:
     seed: int
     deltas: list[MetricDelta] = field(default_factory=list)
     flips: list[Flip] = field(default_factory=list)
+    caps: tuple[list, list] = ([], [])  # distinct max_new_tokens of the paired baseline / treatment rows
+    cap_mismatches: int = 0  # pairs whose caps differ (left out unless mixed_caps)
+    mixed_caps: bool = False
 
     def delta(self, metric: str) -> MetricDelta:
         """The :class:`MetricDelta` of ``metric`` (KeyError if absent)."""
@@ -109,7 +115,8 @@ class Comparison:
     def to_dict(self) -> dict:
         return {"baseline": asdict(self.baseline), "treatment": asdict(self.treatment), "n_pairs": self.n_pairs,
                 "unpaired_baseline": self.unpaired_baseline, "unpaired_treatment": self.unpaired_treatment,
-                "iters": self.iters, "seed": self.seed,
+                "iters": self.iters, "seed": self.seed, "caps": {"baseline": self.caps[0], "treatment": self.caps[1]},
+                "cap_mismatches": self.cap_mismatches, "mixed_caps": self.mixed_caps,
                 "deltas": [_json_safe(asdict(d)) for d in self.deltas], "flips": [asdict(f) for f in self.flips]}
 
 
@@ -124,7 +131,7 @@ def sample_sort_key(key: tuple[str, str]) -> tuple:
     return (task or "", 0, int(sid), "") if sid.isdigit() else (task or "", 1, 0, sid)
 
 
-def _side_values(results: Results, side: Side, names: list[str] | None) -> tuple[dict, dict[str, MetricInfo]]:
+def _side_values(results: Results, side: Side, names: list[str] | None) -> tuple[dict, dict[str, MetricInfo], dict]:
     samples = results.samples(run=side.run, variant=side.variant)
     metrics = results.metrics(run=side.run, variant=side.variant)
     table, infos = per_sample_values(samples, metrics, names)
@@ -136,11 +143,15 @@ def _side_values(results: Results, side: Side, names: list[str] | None) -> tuple
             raise HarnessError(f"run {side.run!r}: variant {side.variant!r} has two rows for task {k[0]!r} "
                                f"sample_id {k[1]!r}; cannot pair")
         by_key[k] = r
-    return by_key, infos
+    caps = {}
+    if "max_new_tokens" in samples.column_names:
+        caps = {(t, s): c for t, s, c in zip(*(samples.column(n).to_pylist()
+                                             for n in ("task", "sample_id", "max_new_tokens")))}
+    return by_key, infos, caps
 
 
 def compare(results: Results, baseline: Side, treatment: Side, metrics: list[str] | None = None,
-            iters: int = 2000, seed: int = 0) -> Comparison:
+            iters: int = 2000, seed: int = 0, mixed_caps: bool = False) -> Comparison:
     """Compare ``treatment`` against ``baseline``, paired by ``(task, sample_id)``.
 
     Args:
@@ -148,19 +159,29 @@ def compare(results: Results, baseline: Side, treatment: Side, metrics: list[str
         baseline, treatment: the two (run, variant) sides.
         metrics: per-sample metric names (default: every available one).
         iters, seed: bootstrap resamples and seed (same seed for every metric).
+        mixed_caps: also pair rows generated with different ``max_new_tokens``.
 
     Raises:
         HarnessError: unknown run or variant, unknown metric, or no pairs at all.
     """
     if baseline == treatment:
         raise HarnessError(f"compare: baseline and treatment are both {baseline}; pick two variants or two runs")
-    left, infos_a = _side_values(results, baseline, metrics)
-    right, infos_b = _side_values(results, treatment, metrics)
-    keys = sorted(set(left) & set(right), key=sample_sort_key)
+    left, infos_a, caps_a = _side_values(results, baseline, metrics)
+    right, infos_b, caps_b = _side_values(results, treatment, metrics)
+    shared = set(left) & set(right)
+    mismatched = {k for k in shared if caps_a.get(k) != caps_b.get(k)}
+    keys = sorted(shared if mixed_caps else shared - mismatched, key=sample_sort_key)
+    if not keys and mismatched:
+        pair = sorted(mismatched, key=sample_sort_key)[0]
+        raise HarnessError(f"compare: every pair of {baseline} and {treatment} ran with different caps "
+                           f"(max_new_tokens {caps_a.get(pair)} vs {caps_b.get(pair)}); "
+                           "pass --mixed-caps to pair them anyway")
     if not keys:
         raise HarnessError(f"compare: {baseline} and {treatment} share no (task, sample_id) pairs")
     out = Comparison(baseline, treatment, len(keys), len(set(left) - set(right)), len(set(right) - set(left)),
-                     iters, seed)
+                     iters, seed, caps=(sorted({caps_a.get(k) for k in keys}, key=str),
+                                        sorted({caps_b.get(k) for k in keys}, key=str)),
+                     cap_mismatches=len(mismatched), mixed_caps=mixed_caps)
     names = [n for n in infos_a if n in infos_b]
     for name in names:
         info = infos_a[name]

@@ -58,6 +58,7 @@ def format_comparison(cmp: Comparison, max_flips: int | None = 20) -> str:
             f"paired by (task, sample_id): {cmp.n_pairs} pairs"
             + (f" ({cmp.unpaired_baseline} baseline and {cmp.unpaired_treatment} treatment rows without a partner)"
                if cmp.unpaired_baseline or cmp.unpaired_treatment else ""),
+            format_caps(cmp),
             f"delta = mean(treatment - baseline) with a 95% paired bootstrap CI ({cmp.iters} resamples, seed {cmp.seed});",
             "booleans: exact McNemar test, b01 = false->true, b10 = true->false", "", ""]
     rows = [[d.metric, d.kind, str(d.n), fmt_num(d.baseline), fmt_num(d.treatment),
@@ -70,6 +71,17 @@ def format_comparison(cmp: Comparison, max_flips: int | None = 20) -> str:
                                      "p", "better"], rows)
     out += "\n\n" + format_flips(cmp, max_flips)
     return out
+
+
+def format_caps(cmp: Comparison) -> str:
+    """One line on the generation caps the pairs ran with (and whether mixed caps were paired)."""
+    a, b = (", ".join(str(c) for c in caps) or "?" for caps in cmp.caps)
+    line = f"caps (max_new_tokens): baseline {a}, treatment {b}"
+    if cmp.mixed_caps and cmp.cap_mismatches:
+        return line + f"; --mixed-caps: {cmp.cap_mismatches} pairs ran with DIFFERENT caps and are compared anyway"
+    if cmp.cap_mismatches:
+        return line + f"; {cmp.cap_mismatches} pairs with different caps left out (--mixed-caps pairs them)"
+    return line
 
 
 def format_flips(cmp: Comparison, max_flips: int | None = 20) -> str:

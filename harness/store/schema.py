@@ -24,7 +24,7 @@ HISTORY: dict[int, str] = {
     1: "samples, metrics, runs as first released",
     2: "metrics.sample_id: per-sample metric rows (IFEval booleans, judge verdicts, similarity points)",
     3: "samples.engine, samples.max_new_tokens, samples.decoding_json, samples.prompt_truncated_tokens: "
-       "what ran for each row; metrics.filter: lm-eval's filter name as a column",
+       "what ran for each row; samples.domain: the task's style domain; metrics.filter: lm-eval's filter name as a column",
 }
 
 SAMPLES = pa.schema(
@@ -62,6 +62,7 @@ SAMPLES = pa.schema(
         pa.field("max_new_tokens", pa.int32()),  # the cap this row ran with
         pa.field("decoding_json", pa.string()),  # every decoding field that ran, JSON
         pa.field("prompt_truncated_tokens", pa.int32()),  # tokens dropped from the prompt's left (opt-in)
+        pa.field("domain", pa.string()),  # the task's domain: (poetry, gsm, code, chess, recipe) or NULL
     ],
     metadata={"harness.table": "samples", "harness.schema_version": str(SCHEMA_VERSION)},
 )

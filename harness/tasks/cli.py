@@ -23,6 +23,7 @@ from harness.cli_util import add_verb
 from harness.errors import HarnessError
 from harness.tasks.data import cheap_count
 from harness.tasks.discovery import ENTRY_POINT_GROUP, ENV_VAR, build_index, resolve_dirs, yaml_files
+from harness.tasks.honoured import check_native
 from harness.tasks.spec import TaskSpec
 from harness.tasks.task import Task
 from harness.tasks.yaml_loader import load_yaml, where
@@ -150,6 +151,7 @@ def _validate_file(path: Path, trusted: list[Path]) -> str | None:
     if "task" not in raw:
         return f"ok  {where(path)}  (include-only template)"
     spec = TaskSpec.from_dict(raw, source=path)
+    check_native(Task.from_spec(spec))  # fields a native run would not honour are errors
     if spec.data_kind in ("none", "hub"):
         why = "needs --data" if spec.data_kind == "none" else "hub dataset"
         return f"ok  {where(path)}  {spec.task}  (data not checked: {why})"

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, did_you_mean
+from harness.prompts import FORMATS
 from harness.tasks.yaml_loader import FunctionRef, LineDict, load_yaml, where
 
 DOMAINS = ("poetry", "gsm", "code", "chess", "recipe")
 """The paper's single-task domains (style-leak metrics look for their surface features)."""
-PROMPT_FORMATS = ("tulu", "hf")
+PROMPT_FORMATS = FORMATS
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 BUILDERS = ("json", "csv", "parquet")
 AGGREGATIONS = ("mean", "median", "nanmean", "bypass", "perplexity", "weighted_perplexity",

@@ -175,7 +175,7 @@ class Task:
                                        f"got {type(reference).__name__}")
             items.append(PromptItem(task=self.name, task_version=self.version, sample_id=sample_id,
                                     instruction=render(row, loc), doc_json=to_json(row, loc),
-                                    reference=reference))
+                                    reference=reference, domain=self.domain))
         return items
 
     def _renderer(self, rows: Rows):

@@ -78,7 +78,7 @@ CASES = [
     Case("cfg-missing", "run {tmp}/none.yaml --store {store}", "none.yaml: config file not found"),
     Case("cfg-limit-text", CFG, "c.yaml: limit: expected an integer or null, got 'four'",
          {"c.yaml": "tasks: instructions-mini\nlimit: four\n"}),
-    Case("cfg-cap-list", CFG, "c.yaml: max_new_tokens: expected an integer, got [1]",
+    Case("cfg-cap-list", CFG, "c.yaml: max_new_tokens: expected an integer or null, got [1]",
          {"c.yaml": "tasks: instructions-mini\nmax_new_tokens: [1]\n"}),
     Case("cfg-trace-word", CFG, "c.yaml: trace: expected true or false, got 'maybe'",
          {"c.yaml": "tasks: instructions-mini\ntrace: maybe\n"}),
@@ -89,7 +89,7 @@ CASES = [
     Case("cfg-tasks-mapping", CFG, "c.yaml: tasks: expected a list of strings", {"c.yaml": "tasks: {instructions-mini: 1}\n"}),
     Case("cfg-variant-list", CFG, "c.yaml: variants[1]: expected a string", {"c.yaml": "tasks: instructions-mini\nvariants: [none, [rules]]\n"}),
     Case("cfg-device", CFG, "c.yaml: device: 'gpu' is not one of auto, cpu, cuda", {"c.yaml": "tasks: instructions-mini\ndevice: gpu\n"}),
-    Case("cfg-temperature", CFG, "c.yaml: temperature: expected a number, got 'hot'", {"c.yaml": "tasks: instructions-mini\ntemperature: hot\n"}),
+    Case("cfg-temperature", CFG, "c.yaml: temperature: expected a number or null, got 'hot'", {"c.yaml": "tasks: instructions-mini\ntemperature: hot\n"}),
     Case("cfg-not-utf8", CFG, "c.yaml: not UTF-8", {"c.yaml": b"tasks: caf\xe9\n"}),
     Case("cfg-key-number", CFG, "c.yaml: 3: setting names must be strings", {"c.yaml": "tasks: instructions-mini\n3: x\n"}),
     # task YAML

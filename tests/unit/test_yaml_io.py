@@ -88,7 +88,7 @@ def test_run_config_values_are_typed(tmp_path, text, field, value):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("max_new_tokens: [1]", "c.yaml: max_new_tokens: expected an integer, got [1]"),
+    ("max_new_tokens: [1]", "c.yaml: max_new_tokens: expected an integer or null, got [1]"),
     ("no_ray: perhaps", "c.yaml: no_ray: expected true or false, got 'perhaps'"),
     ("limit: 0", "c.yaml: limit: must be a positive number"),
     ("num_cpus: 0", "c.yaml: num_cpus: must be a positive number"),

@@ -52,7 +52,8 @@ def test_validate_function_needs_named_dir(capsys, tmp_path):
     (tmp_path / "utils.py").write_text("def f(d, r):\n    return {}\n")
     (tmp_path / "data.jsonl").write_text('{"instruction": "x"}\n')
     p = tmp_path / "t.yaml"
-    p.write_text("task: t\ndataset_path: data.jsonl\ndoc_to_text: instruction\nprocess_results: !function utils.f\n")
+    p.write_text("task: t\ndataset_path: data.jsonl\ndoc_to_text: instruction\nprocess_results: !function utils.f\n"
+                 "metric_list: [{metric: acc}]\n")
     assert run(["tasks", "validate", str(p)]) == 2
     assert "t.yaml:4: !function utils.f" in capsys.readouterr().err
     assert run(["tasks", "validate", str(p), "--tasks-dir", str(tmp_path)]) == 0
