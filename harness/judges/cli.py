@@ -43,7 +43,7 @@ def register(subparsers) -> None:
     """Add the ``judge`` and ``similarity`` verbs."""
     p = add_verb(subparsers, "judge", "pairwise win rate of a variant against a baseline (LLM/length judge)",
                  cmd_judge, description="Judge each prompt's treatment output against a baseline in both orders "
-                 "and write judge_win_rate (per task) and judge_pref (per prompt) metric rows.", epilog=JUDGE_EPILOG)
+                 "and write judge_win_rate (per task, and per prompt with sample_id set) and judge_lc_win_rate metric rows.", epilog=JUDGE_EPILOG)
     p.add_argument("run", help="run id in the store")
     p.add_argument("--judge", default="length", help="length | hf[:MODEL] | http (default length)")
     p.add_argument("--treatment", required=True, help="variant whose outputs are judged (output A)")
@@ -63,7 +63,7 @@ def register(subparsers) -> None:
     s = add_verb(subparsers, "similarity", "domain adherence: embedding similarity x/y and Spearman (paper §5.2)",
                  cmd_similarity, description="Per sample: x = mean similarity of the instruction to the domain's "
                  "instructions, y = mean similarity of the response to domain responses minus to general responses; "
-                 "writes similarity_xy and similarity_spearman_<domain> metric rows.", epilog=SIM_EPILOG)
+                 "writes similarity_xy and similarity_spearman metric rows (reference domain:<domain>).", epilog=SIM_EPILOG)
     s.add_argument("run", help="run id in the store")
     s.add_argument("--domain", required=True, help="domain name (gsm, mbpp, poetry, recipe, chess, ...)")
     s.add_argument("--domain-data", dest="domain_data", required=True, help="JSONL of the domain's training rows")
@@ -180,6 +180,6 @@ def cmd_similarity(args) -> int:
         print(f"{args.run} {task} {variant}: Spearman(x, y) = {rho:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
               f"(n={points.num_rows}, domain {args.domain}, encoder {encoder.name})")
     path = append_metrics(args.store, args.run, rows,
-                          replace_metrics=("similarity_xy", f"similarity_spearman_{args.domain}"))
+                          replace_metrics=("similarity_xy", "similarity_spearman"))
     print(f"metrics in {path}")
     return 0

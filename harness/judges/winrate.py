@@ -33,7 +33,7 @@ from harness.store.schema import from_rows
 from harness.store.writer import Store
 
 REFERENCE_FIELDS = ("reference_output", "reference")
-JUDGE_METRICS = ("judge_win_rate", "judge_pref")
+JUDGE_METRICS = ("judge_win_rate", "judge_lc_win_rate")  # harness/metrics/names.py
 
 
 def win_rate(prefs: Sequence[float], z: float = 1.96) -> dict:
@@ -169,7 +169,7 @@ def judge_pairs(judge: Judge, pairs: Sequence[Pair], progress=None) -> list[floa
 
 
 def metric_rows(run: str, pairset: PairSet, prefs: Sequence[float], judge_id: str) -> list[dict]:
-    """One ``judge_win_rate`` row per task plus one ``judge_pref`` row per prompt."""
+    """One aggregate ``judge_win_rate`` row per task plus one per prompt (``sample_id`` set, value = p_i)."""
     rows = []
     tasks = sorted({p.task for p in pairset.pairs})
     for task in tasks:
@@ -183,7 +183,7 @@ def metric_rows(run: str, pairset: PairSet, prefs: Sequence[float], judge_id: st
                      "details": json.dumps(details, allow_nan=True)})
         for i in idx:
             rows.append({"run_id": run, "task": task, "model": pairset.model, "variant": pairset.variant,
-                         "metric": "judge_pref", "value": prefs[i], "n": 1, "reference": pairset.reference,
+                         "metric": "judge_win_rate", "value": prefs[i], "n": 1, "reference": pairset.reference,
                          "details": json.dumps({"judge": judge_id}), "sample_id": pairset.pairs[i].sample_id})
     return rows
 
@@ -222,7 +222,7 @@ def summary_line(rows: list[dict]) -> str:
     """Human-readable lines for the ``judge_win_rate`` rows."""
     lines = []
     for r in rows:
-        if r["metric"] != "judge_win_rate":
+        if r["metric"] != "judge_win_rate" or r.get("sample_id") is not None:
             continue
         se = json.loads(r["details"]).get("se")
         se_txt = "n/a" if se is None or (isinstance(se, float) and math.isnan(se)) else f"{100 * se:.1f}"
