@@ -85,6 +85,7 @@ _ENTRIES = [
 ]
 
 METRIC_NAMES: dict[str, MetricName] = {e.name: e for e in _ENTRIES}
+IFEVAL_NAMES = (*IFEVAL_MEASURES, *(m + NON_ECHO_SUFFIX for m in IFEVAL_MEASURES), "ifeval_echo_rate")
 
 
 def expand(name: str) -> list[str]:
@@ -108,4 +109,5 @@ def is_known(name: str) -> bool:
     return name in set(all_names())
 
 
-__all__ = ["IFEVAL_MEASURES", "METRIC_NAMES", "MetricName", "NON_ECHO_SUFFIX", "all_names", "expand", "is_known"]
+__all__ = ["IFEVAL_MEASURES", "IFEVAL_NAMES", "METRIC_NAMES", "MetricName", "NON_ECHO_SUFFIX", "all_names", "expand",
+           "is_known"]

@@ -19,9 +19,11 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from harness.errors import HarnessError
+from harness.metrics.names import IFEVAL_NAMES
 from harness.report import data, plots
 from harness.results.api import Results
 from harness.results.compare import compare_variants
+from harness.results.persample import stored_label
 from harness.results.render import fmt_delta, fmt_num, fmt_p
 
 SHAPE_PANELS = [("eos", "EOS-terminated", "rate"), ("echo", "echo (repeats instruction)", "rate"),
@@ -129,11 +131,12 @@ def _stored_section(metrics, out: Path) -> list[str]:
     lines = ["## Stored metrics", ""]
     if not agg:
         return lines + ["_No aggregate rows in `metrics` for this run._", ""]
-    rows = [[r["task"] or "-", r["variant"] or "-", r["metric"], fmt_num(r["value"]), _ci(r),
+    rows = [[r["task"] or "-", r["variant"] or "-", stored_label(r["metric"], r.get("filter")), fmt_num(r["value"]),
+             _ci(r),
              "-" if r["n"] is None else str(r["n"])] for r in agg]
     lines += ["All aggregate `metrics` rows of the run (as written by the metrics room).", "",
               md_table(["task", "variant", "metric", "value", "95% CI", "n"], rows), ""]
-    ifeval = _labelled([r for r in agg if r["metric"].startswith("ifeval")], "metric")
+    ifeval = _labelled([r for r in agg if r["metric"] in IFEVAL_NAMES and r.get("filter") in (None, "none")], "metric")
     if ifeval:
         png = plots.grouped(ifeval, "group", out / "ifeval.png", "IFEval by variant (95% CIs where stored)",
                             "metric", "accuracy")
