@@ -12,7 +12,7 @@ Note:
     from the prompt, ...); docs/measurements.md measured that 6 of 9 prompt-level passes
     of a base model were echoes. :func:`aggregate_ifeval` therefore also reports the
     four numbers restricted to non-echo outputs (``non_echo=True``), and IFEval should
-    always be shown next to the echo rate.
+    always be shown next to the echo rate (the run's ``echo_rate`` row).
 
 Note:
     lm-eval's ``instructions_util`` calls ``nltk.download("punkt_tab")`` when imported
@@ -142,7 +142,10 @@ def aggregate_ifeval(per_sample: list[dict], non_echo: bool = False) -> dict[str
 
 def ifeval_metric_rows(per_sample: list[dict], *, run_id: str, task: str, model: str, variant: str,
                        sample_ids: list[str] | None = None, lm_eval_scored: bool = False) -> list[dict]:
-    """``metrics`` rows: the four numbers, the four on non-echo outputs, the echo rate, per-sample rows.
+    """``metrics`` rows: the four numbers, the four on non-echo outputs, per-sample rows.
+
+    The echo share itself is the run's ``echo_rate`` row (harness/metrics/summary.py) of
+    the same task and variant, not a second name.
 
     Names follow harness/metrics/names.py: lm-eval's names, ``_non_echo`` appended for
     the restricted ones, ``filter`` NULL (the harness scores the raw output). ``n`` counts
@@ -155,8 +158,8 @@ def ifeval_metric_rows(per_sample: list[dict], *, run_id: str, task: str, model:
             (``sample_id`` set, ``n`` = 1) and ``inst_level_*`` rows (value = the prompt's
             share of instructions followed, ``n`` = its instructions).
         lm_eval_scored: lm-eval already wrote the four measures (and its per-sample
-            rows) for this task; only the non-echo numbers and the echo rate are added,
-            so each measure is stored once.
+            rows) for this task; only the non-echo numbers are added, so each measure
+            is stored once.
 
     Example:
         >>> doc = {"key": 1, "prompt": "Answer in lowercase.", "instruction_id_list":
@@ -180,7 +183,6 @@ def ifeval_metric_rows(per_sample: list[dict], *, run_id: str, task: str, model:
             else:
                 flags = [bool(x) for r in subset for x in r[m]]
             rows.append(rate_row(run_id, key, m + suffix, sum(flags), len(flags)))
-    rows.append(rate_row(run_id, key, "ifeval_echo_rate", sum(bool(r["echo"]) for r in per_sample), len(per_sample)))
     if sample_ids is not None and not lm_eval_scored:
         if len(sample_ids) != len(per_sample):
             raise ValueError(f"ifeval_metric_rows: {len(sample_ids)} sample ids for {len(per_sample)} results")

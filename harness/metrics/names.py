@@ -9,6 +9,8 @@ The naming convention (schema v3):
   have ``filter`` NULL.
 * Per-sample rows carry the measure's own name with ``sample_id`` set; aggregate rows
   have ``sample_id`` NULL. No ``ifeval_``/``_pref`` style prefixes mark per-sample rows.
+* A measure is stored once: IFEval's echo share is the run's ``echo_rate`` of that task and
+  variant, not a second ``ifeval_echo_rate``.
 * ``n`` counts the unit the value is averaged over: prompts for ``prompt_level_*``,
   instructions for ``inst_level_*`` (also on a per-sample row: the prompt's
   instructions), prompts/rows for everything else (1 on per-sample rows).
@@ -52,6 +54,15 @@ IFEVAL_MEASURES = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_l
 NON_ECHO_SUFFIX = "_non_echo"
 
 
+_IFEVAL_MEANING = {
+    "prompt_level_strict_acc": "share of prompts whose every instruction is followed (lm-eval's strict check)",
+    "inst_level_strict_acc": "share of instructions followed, pooled over prompts (strict check)",
+    "prompt_level_loose_acc": "as prompt_level_strict_acc with lm-eval's loose check (markdown and first/last "
+                              "line removed)",
+    "inst_level_loose_acc": "as inst_level_strict_acc with the loose check",
+}
+
+
 def _unit(measure: str) -> str:
     return "instructions" if measure.startswith("inst_level") else "prompts"
 
@@ -64,12 +75,9 @@ _ENTRIES = [
     MetricName("distinct_2", "harness run (summary)", "rows", False, "mean distinct-bigram ratio"),
     MetricName("refusal_rate", "harness run (summary)", "rows", False, "share of refusals"),
     MetricName("error_rate", "harness run (summary)", "rows", False, "share of rows whose generation failed"),
-    *(MetricName(m, "IFEval (harness scorer or lm-eval)", _unit(m), m.startswith("prompt_level"),
-                 f"IFEval {m.replace('_', ' ')} (lm-eval's checkers and aggregation)") for m in IFEVAL_MEASURES),
+    *(MetricName(m, "IFEval (harness scorer or lm-eval)", _unit(m), True, _IFEVAL_MEANING[m]) for m in IFEVAL_MEASURES),
     *(MetricName(m + NON_ECHO_SUFFIX, "IFEval (harness scorer)", _unit(m), False,
                  f"{m} restricted to outputs that do not echo the prompt") for m in IFEVAL_MEASURES),
-    MetricName("ifeval_echo_rate", "IFEval (harness scorer)", "prompts", False,
-               "share of IFEval outputs that echo the document's prompt (the non-echo numbers' complement)"),
     MetricName("style_leak_<domain>", "harness run (style leak)", "rows", False,
                "share of outputs in a finetuning domain's style; domains: " + ", ".join(STYLE_DOMAINS)),
     MetricName("judge_win_rate", "harness judge", "prompts", True,
@@ -85,7 +93,7 @@ _ENTRIES = [
 ]
 
 METRIC_NAMES: dict[str, MetricName] = {e.name: e for e in _ENTRIES}
-IFEVAL_NAMES = (*IFEVAL_MEASURES, *(m + NON_ECHO_SUFFIX for m in IFEVAL_MEASURES), "ifeval_echo_rate")
+IFEVAL_NAMES = (*IFEVAL_MEASURES, *(m + NON_ECHO_SUFFIX for m in IFEVAL_MEASURES))
 
 
 def expand(name: str) -> list[str]:

@@ -5,7 +5,7 @@ scored with lm-eval's own checkers: the four aggregate numbers per (task, model,
 the same four on non-echo outputs, and per-sample rows (``sample_id`` set, same names) that
 ``harness compare`` pairs across variants. Tasks run through lm-eval (``lm_eval:NAME``)
 already carry lm-eval's own rows for the four measures; for them only the non-echo numbers
-and the echo rate are added (one name per measure, harness/metrics/names.py).
+are added (one name per measure, harness/metrics/names.py).
 
 Example:
     >>> import pyarrow as pa

@@ -26,7 +26,8 @@ HISTORY: dict[int, str] = {
     3: "samples.engine, samples.max_new_tokens, samples.decoding_json, samples.prompt_truncated_tokens: "
        "what ran for each row; metrics.filter: lm-eval's filter name as a column; one name per metric "
        "(harness/metrics/names.py): 'm,filter' -> m + filter, ifeval_prompt_level_* and judge_pref per-sample "
-       "rows -> the measure's name, similarity_spearman_<domain> -> similarity_spearman",
+       "rows -> the measure's name, similarity_spearman_<domain> -> similarity_spearman, ifeval_echo_rate "
+       "dropped (the echo_rate row of the same task and variant)",
 }
 
 SAMPLES = pa.schema(
@@ -182,7 +183,7 @@ def _v3_metric_name(metric: str, filt: str | None, sample_id: str | None) -> tup
 def _v2_to_v3(data: pa.Table, table: str) -> pa.Table:
     """Rewrite v2 metric names to v3's one name per measure (new nullable columns: :func:`conform`).
 
-    Also drops the harness's own duplicates of measures lm-eval stored for the same
+    Also drops ``ifeval_echo_rate`` (the same number as the ``echo_rate`` row) and the harness's own duplicates of measures lm-eval stored for the same
     ``lm_eval:`` task, variant and sample (v2 wrote IFEval twice), and nulls ``n`` on
     lm-eval ``inst_level_*`` rows, where v2 stored prompts instead of instructions.
     """
@@ -194,6 +195,7 @@ def _v2_to_v3(data: pa.Table, table: str) -> pa.Table:
         r["metric"], filt = _v3_metric_name(r["metric"], r.get("filter"), r.get("sample_id"))
         if filt is not None:
             r["filter"] = filt
+    rows = [r for r in rows if r["metric"] != "ifeval_echo_rate"]  # a twin of echo_rate
     lm_eval = {(r.get("task"), r.get("variant"), r["metric"], r.get("sample_id")) for r in rows if r.get("filter")}
     kept = []
     for r in rows:

@@ -266,7 +266,7 @@ def test_ifeval_through_cli_on_tiny_model(tmp_path, tiny_model_dir, capsys):
     agg = [(m["task"], m["variant"], m["filter"], m["metric"]) for m in metrics if m["sample_id"] is None]
     assert len(agg) == len(set(agg))
     ifeval_agg = [a for a in agg if a[3] in IFEVAL_NAMES]
-    assert len(ifeval_agg) == 2 * 9  # 4 measures + 4 non-echo + echo rate, per variant (lm-eval's 4 have filter none)
+    assert len(ifeval_agg) == 2 * 8  # 4 measures (lm-eval's, filter none) + 4 non-echo, per variant
     per = [(m["variant"], m["sample_id"], m["metric"]) for m in metrics if m["sample_id"] is not None]
     assert len(per) == len(set(per)) and {p[2] for p in per} == {"prompt_level_strict_acc", "prompt_level_loose_acc"}
     assert all(is_known(m["metric"]) for m in metrics)
