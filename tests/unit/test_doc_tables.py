@@ -86,3 +86,11 @@ def test_summary_and_style_leak_names_are_registered():
 @pytest.mark.parametrize("bad", ["prompt_level_strict_acc,none", "ifeval_prompt_level_strict_acc", "judge_pref"])
 def test_old_names_are_not_registered(bad):
     assert not is_known(bad)
+
+
+def test_readme_counts_the_mini_tasks_instructions():
+    from harness.tasks import load_tasks
+
+    (mini,) = load_tasks(["instructions-mini"])
+    n = len(mini.items())
+    assert f"the {n} self-written instructions of `instructions-mini`" in (REPO / "README.md").read_text()
