@@ -29,7 +29,9 @@ JUDGE_EPILOG = """examples:
   harness judge RUN --judge http --base-url https://api.openai.com/v1 --judge-model gpt-4-turbo \\
       --api-key-env OPENAI_API_KEY --treatment rules --reference-run IT-RUN --baseline none
 
-Each pair is judged in both orders; annotations are cached in $HARNESS_HOME/judge_cache/."""
+Each pair is judged in both orders; annotations are cached in $HARNESS_HOME/judge_cache/.
+Writes the raw win rate (judge_win_rate) and, next to it, AlpacaEval's length-controlled win rate
+(judge_lc_win_rate, computed by the alpaca_eval package's GLM; docs/judges.md)."""
 
 SIM_EPILOG = """examples:
   harness similarity RUN --domain poetry --domain-data poetry_train.jsonl
@@ -58,6 +60,10 @@ def register(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="http judge: seconds per request (default 60)")
     p.add_argument("--no-logprobs", dest="no_logprobs", action="store_true", help="http judge: do not request logprobs")
     p.add_argument("--no-cache", dest="no_cache", action="store_true", help="do not read or write the annotation cache")
+    p.add_argument("--lc-iters", dest="lc_iters", type=int, default=100,
+                   help="bootstrap refits for the LC win rate's 95%% CI (default 100; 0 = LC without a CI)")
+    p.add_argument("--no-lc", dest="no_lc", action="store_true",
+                   help="skip the length-controlled win rate (alpaca_eval's GLM)")
     p.add_argument("--store", default="results", help="results directory (default ./results)")
 
     s = add_verb(subparsers, "similarity", "domain adherence: embedding similarity x/y and Spearman (paper §5.2)",
@@ -106,12 +112,14 @@ def cmd_judge(args) -> int:
     results.check_run(args.run)
     if args.limit is not None and args.limit < 1:
         raise HarnessError(f"--limit {args.limit}: must be at least 1")
+    if args.lc_iters < 0:
+        raise HarnessError(f"--lc-iters {args.lc_iters}: must be 0 or more")
     pairset = pair_outputs(results, args.run, args.treatment, baseline=args.baseline,
                            reference_run=args.reference_run, against_references=args.against_references,
                            limit=args.limit)
     judge = make_judge(args)
     prefs = judge_pairs(judge, pairset.pairs)
-    rows = metric_rows(args.run, pairset, prefs, judge.judge_id)
+    rows = metric_rows(args.run, pairset, prefs, judge.judge_id, lc_iters=None if args.no_lc else args.lc_iters)
     path = append_metrics(args.store, args.run, rows)
     print(summary_line(rows))
     print(f"judge {judge.judge_id}: {len(prefs)} prompts, both orders; metrics in {path}")

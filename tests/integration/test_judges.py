@@ -64,7 +64,7 @@ def test_judge_cli_references_and_reference_run(tmp_path, capsys):
     assert main(["judge", "r1", "--treatment", "rules", "--reference-run", "it", "--baseline", "rules",
                  "--store", str(root)]) == 0
     rows = open_results(root).metrics(run="r1", metric="judge_win_rate").to_pylist()
-    by_ref = {r["reference"]: r for r in rows}
+    by_ref = {r["reference"]: r for r in rows if r["sample_id"] is None}
     # none vs references, first 2 prompts: "short" < "ref zero is long-ish" (0), long base > "r" (1)
     assert by_ref["references"]["value"] == 0.5 and by_ref["references"]["n"] == 2
     # rules vs "it " + rules: always shorter -> 0
