@@ -144,6 +144,28 @@ def _stored_section(metrics, out: Path) -> list[str]:
     return lines
 
 
+def _judge_section(metrics) -> list[str]:
+    """Raw and length-controlled win rates side by side, one line per (task, variant, reference, judge)."""
+    agg = [r for r in data.aggregate_metrics(metrics).to_pylist() if r["metric"] in ("judge_win_rate", "judge_lc_win_rate")]
+    if not agg:
+        return []
+    table: dict[tuple, dict] = {}
+    for r in agg:
+        judge = data.details(r["details"]).get("judge")
+        table.setdefault((r["task"], r["variant"], r["reference"], judge), {})[r["metric"]] = r
+    rows = []
+    for (task, variant, ref, judge), m in sorted(table.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        raw, lc = m.get("judge_win_rate"), m.get("judge_lc_win_rate")
+        rows.append([task or "-", variant or "-", ref or "-", judge or "-",
+                     f"{fmt_num(raw['value'])} {_ci(raw)}" if raw else "-",
+                     f"{fmt_num(lc['value'])} {_ci(lc)}" if lc and lc["value"] is not None else "-",
+                     str(raw["n"]) if raw else "-"])
+    return ["## Judged win rates", "",
+            "`harness judge` rows: the raw win rate (mean P(treatment better), ties 1/2) and AlpacaEval's "
+            "length-controlled win rate from the same judgements (alpaca_eval's GLM, docs/judges.md).", "",
+            md_table(["task", "variant", "against", "judge", "win rate [95% CI]", "LC win rate [95% CI]", "n"], rows), ""]
+
+
 def _style_section(metrics, out: Path) -> list[str]:
     rows = _labelled(data.style_leak(metrics), "domain")
     head = ["## Style leak by domain", ""]
@@ -203,6 +225,7 @@ def build_report(results: Results, run: str, out_dir: str | Path, iters: int = 2
     lines += _delta_section(results, run, variants, out, iters, seed)
     lines += _ablation_section(est, out)
     lines += _stored_section(metrics, out)
+    lines += _judge_section(metrics)
     lines += _style_section(metrics, out)
     lines += _similarity_section(metrics, out)
     lines += _flip_section(samples, out)
