@@ -8,6 +8,8 @@ import math
 
 import pytest
 
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-learn notices about alpaca_eval's arguments
+
 if importlib.util.find_spec("alpaca_eval") is None:  # a requirement (requirements-cpu.txt); skip only where absent
     pytest.skip("alpaca_eval is not installed", allow_module_level=True)
 
