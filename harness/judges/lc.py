@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
 import math
 import sys
 import tempfile
@@ -64,10 +65,8 @@ def _pkg_resources_stand_in() -> types.ModuleType:
 
 def import_glm() -> types.ModuleType:
     """``alpaca_eval.metrics.glm_winrate`` (with the ``pkg_resources`` stand-in when needed)."""
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:
-        sys.modules.setdefault("pkg_resources", _pkg_resources_stand_in())
+    if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
+        sys.modules["pkg_resources"] = _pkg_resources_stand_in()
     return importlib.import_module("alpaca_eval.metrics.glm_winrate")
 
 
