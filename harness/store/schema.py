@@ -183,31 +183,39 @@ def _v3_metric_name(metric: str, filt: str | None, sample_id: str | None) -> tup
 def _v2_to_v3(data: pa.Table, table: str) -> pa.Table:
     """Rewrite v2 metric names to v3's one name per measure (new nullable columns: :func:`conform`).
 
-    Also drops ``ifeval_echo_rate`` (the same number as the ``echo_rate`` row) and the harness's own duplicates of measures lm-eval stored for the same
-    ``lm_eval:`` task, variant and sample (v2 wrote IFEval twice), and nulls ``n`` on
-    lm-eval ``inst_level_*`` rows, where v2 stored prompts instead of instructions.
+    Also drops ``ifeval_echo_rate`` (the same number as the ``echo_rate`` row) and the
+    harness's own duplicates of measures lm-eval stored for the same ``lm_eval:`` task,
+    variant and sample (v2 wrote IFEval twice), and nulls ``n`` on lm-eval ``inst_level_*``
+    aggregate rows, where v2 stored prompts instead of instructions. Rows already named the
+    v3 way pass unchanged, so this is also applied to v3 files written before the rename
+    (see :func:`upgrade`).
     """
     if table != "metrics" or "metric" not in data.column_names or data.num_rows == 0:
         return data
     cols = data.column_names
     rows = data.to_pylist()
     for r in rows:
-        r["metric"], filt = _v3_metric_name(r["metric"], r.get("filter"), r.get("sample_id"))
+        old = r["metric"]
+        r["metric"], filt = _v3_metric_name(old, r.get("filter"), r.get("sample_id"))
         if filt is not None:
             r["filter"] = filt
+        if "," in old and r["metric"].startswith("inst_level") and r.get("sample_id") is None:
+            r["n"] = None  # v2 stored lm-eval's document count here
     rows = [r for r in rows if r["metric"] != "ifeval_echo_rate"]  # a twin of echo_rate
     lm_eval = {(r.get("task"), r.get("variant"), r["metric"], r.get("sample_id")) for r in rows if r.get("filter")}
-    kept = []
-    for r in rows:
-        if not r.get("filter") and (r.get("task"), r.get("variant"), r["metric"], r.get("sample_id")) in lm_eval:
-            continue
-        if r.get("filter") and r["metric"].startswith("inst_level") and r.get("sample_id") is None:
-            r["n"] = None
-        kept.append(r)
+    kept = [r for r in rows
+            if r.get("filter") or (r.get("task"), r.get("variant"), r["metric"], r.get("sample_id")) not in lm_eval]
     out_cols = cols if "filter" in cols else [*cols, "filter"]
     fields = [data.schema.field(c) if c in cols else METRICS.field("filter") for c in out_cols]
     return pa.Table.from_pylist([{c: r.get(c) for c in out_cols} for r in kept],
                                 schema=pa.schema(fields, metadata=data.schema.metadata))
+
+
+def _has_v2_names(data: pa.Table) -> bool:
+    """Whether a metrics table holds any name :func:`_v2_to_v3` would rewrite or drop."""
+    names = set(data.column("metric").to_pylist()) if "metric" in data.column_names else set()
+    return any("," in m or m in _V2_PER_SAMPLE_NAMES or m == "ifeval_echo_rate" or m.startswith("similarity_spearman_")
+               for m in names)
 
 
 # MIGRATIONS[v] turns a table written under version v into version v + 1.
@@ -242,4 +250,6 @@ def upgrade(data: pa.Table, table: str, version: int | None = None) -> pa.Table:
                          f"{SCHEMA_VERSION}; upgrade harness to read it")
     for v in range(version, SCHEMA_VERSION):
         data = MIGRATIONS[v](data, table)
+    if version == SCHEMA_VERSION == 3 and table == "metrics" and _has_v2_names(data):
+        data = _v2_to_v3(data, table)  # v3 files written before the one-name rename (v3 was unreleased then)
     return conform(data, table)

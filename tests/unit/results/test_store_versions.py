@@ -129,3 +129,12 @@ def test_v2_metric_names_are_rewritten_to_one_name_per_measure(tmp_path):
     q = harness.results.open(tmp_path).sql("select metric, filter, count(*) as k from metrics where sample_id is null "
                                            "and task = 'lm_eval:ifeval' group by all")
     assert all(r["k"] == 1 for r in q.to_pylist())
+
+
+def test_v3_files_written_before_the_rename_are_rewritten_too(tmp_path):
+    old = pa.table({"task": ["lm_eval:t", "lm_eval:t"], "variant": ["none", "none"],
+                    "metric": ["exact_match,none", "inst_level_strict_acc"], "value": [0.5, 0.4], "n": [4, 9],
+                    "filter": [None, "none"]})
+    _write_raw(tmp_path, "metrics", "dev", old, "3")
+    got = sorted((r["metric"], r["filter"], r["n"]) for r in read_table(tmp_path, "metrics").to_pylist())
+    assert got == [("exact_match", "none", 4), ("inst_level_strict_acc", "none", 9)]  # v3-named n kept
