@@ -13,7 +13,7 @@ with a :class:`~harness.lmeval.model.HarnessLM` and turns its output into rows:
   with ``ci_low``/``ci_high`` = value ± 1.96·stderr when lm-eval reports a stderr, and
   per-sample rows (``sample_id`` set, same name and filter) for scalar per-document values.
   ``n`` counts what the value averages: documents, or for metrics whose per-document
-  values are lists that lm-eval flattens (IFEval's ``inst_level_*``) the list items.
+  values are lists of booleans that lm-eval flattens (IFEval's ``inst_level_*``) the items.
 
 The runner prefixes ``task`` with ``lm_eval:`` and adds ``run_id`` and ``key``.
 
@@ -123,13 +123,18 @@ def _n(out: dict, name: str) -> int | None:
 
 
 def _list_counts(out: dict) -> dict[tuple[str, str, str], int]:
-    """(leaf task, metric, filter) -> total items of list-valued per-document values (what lm-eval flattens)."""
+    """(leaf task, metric, filter) -> total items of per-document lists of booleans (IFEval's ``inst_level_*``).
+
+    Such lists are flattened by their aggregation (``agg_inst_level_acc``), so the value
+    averages their items. Other list/tuple values (``f1``'s ``(gold, pred)``, ``bleu``'s
+    references) are corpus inputs and keep the document count.
+    """
     counts: dict[tuple[str, str, str], int] = {}
     for leaf, examples in (out.get("samples") or {}).items():
         for ex in examples:
             for metric in ex.get("metrics") or []:
                 v = ex.get(metric)
-                if isinstance(v, list | tuple):
+                if isinstance(v, list | tuple) and v and all(isinstance(x, bool) for x in v):
                     k = (leaf, metric, str(ex.get("filter")))
                     counts[k] = counts.get(k, 0) + len(v)
     return counts
