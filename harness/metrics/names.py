@@ -88,8 +88,8 @@ _ENTRIES = [
                "per prompt: y of the paper's §5.2 scatter (x in details)"),
     MetricName("similarity_spearman", "harness similarity", "prompts", False,
                "Spearman correlation of the §5.2 scatter; the domain is in reference (domain:<domain>)"),
-    MetricName("ranking_total", "harness rank", "pairs", False, "response ranking by total log-probability (Eq. 3)"),
-    MetricName("ranking_mean", "harness rank", "pairs", False, "response ranking by per-token mean log-probability"),
+    MetricName("ranking_total", "harness rank", "comparisons", False, "response ranking by total log-probability (Eq. 3)"),
+    MetricName("ranking_mean", "harness rank", "comparisons", False, "response ranking by per-token mean log-probability"),
 ]
 
 METRIC_NAMES: dict[str, MetricName] = {e.name: e for e in _ENTRIES}

@@ -158,7 +158,8 @@ def _judge_section(metrics) -> list[str]:
         raw, lc = m.get("judge_win_rate"), m.get("judge_lc_win_rate")
         rows.append([task or "-", variant or "-", ref or "-", judge or "-",
                      f"{fmt_num(raw['value'])} {_ci(raw)}" if raw else "-",
-                     f"{fmt_num(lc['value'])} {_ci(lc)}" if lc and lc["value"] is not None else "-",
+                     f"{fmt_num(lc['value'])} {_ci(lc)}" if lc and lc["value"] is not None
+                     else f"n/a: {data.details(lc['details']).get('reason', 'not computed')}" if lc else "-",
                      str(raw["n"]) if raw else "-"])
     return ["## Judged win rates", "",
             "`harness judge` rows: the raw win rate (mean P(treatment better), ties 1/2) and AlpacaEval's "
