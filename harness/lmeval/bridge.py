@@ -173,7 +173,7 @@ def _metric_rows(out: dict, lm: HarnessLM, names: dict[str, tuple[str, bool]]) -
                 info = {"kind": "bool" if isinstance(v, bool) else "number", "source": "lm-eval",
                         "higher_is_better": (hib.get(leaf) or {}).get(metric)}
                 rows.append({"task": stored, "model": lm.plan.model.name, "variant": lm.variant.name,
-                             "metric": metric, "filter": str(ex.get("filter")), "value": float(v), "n": 1,
+                             "metric": metric, "filter": ex.get("filter"), "value": float(v), "n": 1,
                              "sample_id": sid, "details": _json(info)})
     return rows
 
