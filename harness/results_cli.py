@@ -52,8 +52,9 @@ REPORT_EPILOG = """examples:
   harness report RUN --store results --out /tmp/report && open /tmp/report/report.md
 
 The report holds shape/adherence metrics by variant with CIs, paired deltas vs none, the
-ablation table in the shape of the paper's Table 4, style leak by domain, the §5.2
-similarity scatter and a histogram of where the expert flipped tokens, when the run has them."""
+ablation table in the shape of the paper's Table 4, judged win rates (raw and length-controlled),
+style leak by domain, the §5.2 similarity scatter and a histogram of where the expert flipped
+tokens, when the run has them."""
 
 
 def _open(args: argparse.Namespace):

@@ -29,6 +29,7 @@ from harness.config import RunConfig
 from harness.decoding import apply_until, decoding_json, resolve_decoding
 from harness.errors import HarnessError
 from harness.experts.variants import Variant, load_user_experts, parse_variants
+from harness.metrics.task_metrics import LM_EVAL_TASK_PREFIX
 from harness.records import DecodingParams, PromptItem, Shard
 from harness.store import Store, read_table
 from harness.store.schema import from_rows
@@ -84,7 +85,7 @@ def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Va
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-LM_EVAL_PREFIX = "lm_eval:"
+LM_EVAL_PREFIX = LM_EVAL_TASK_PREFIX  # one definition, in harness/metrics/task_metrics.py
 
 
 def _load_items(cfg: RunConfig) -> tuple[list[PromptItem], list]:
@@ -343,7 +344,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
                 if cfg.sentinel > 0:
                     sentinel_rows = run_sentinel(plan, backend, lambda r, d: finish_row(plan, r, d, domains, tokenizer))
                 if lm_todo:
-                    extra_metrics = _run_lm_eval(plan, backend, store, lm_todo, next_shard)
+                    extra_metrics, n_lm = _run_lm_eval(plan, backend, store, lm_todo, next_shard)
+                    generated += n_lm
             except BaseException:
                 store.write_run(plan.run_id, _run_row(plan, "failed", created, {}, backend.timings, len(existing) + generated))
                 raise
@@ -417,17 +419,19 @@ def _execute_sweep(cfg: RunConfig, sweep: dict[str, str], progress: bool) -> Run
                      sum(r.generated for r in results), format_summary(metrics), timings)
 
 
-def _run_lm_eval(plan: Plan, backend, store: Store, tasks: list[str], first_shard: int) -> list[dict]:
-    """Evaluate ``lm_eval:`` tasks through the bridge; commit their rows, return metric rows."""
+def _run_lm_eval(plan: Plan, backend, store: Store, tasks: list[str], first_shard: int) -> tuple[list[dict], int]:
+    """Evaluate ``lm_eval:`` tasks through the bridge; commit their rows, return (metric rows, rows committed)."""
     from harness.lmeval import evaluate_tasks
 
     rows, metric_rows = evaluate_tasks([t[len(LM_EVAL_PREFIX):] for t in tasks], backend, plan)
+    committed = 0
     for n, task in enumerate(tasks):
         task_rows = [r | {"task": task, "run_id": plan.run_id, "key": row_key(plan, r | {"task": task})}
                      for r in rows if r["task"] == task[len(LM_EVAL_PREFIX):]]
         if task_rows:
             store.write_samples(plan.run_id, first_shard + n, task_rows)
-    return [m | {"run_id": plan.run_id, "task": LM_EVAL_PREFIX + m["task"]} for m in metric_rows]
+            committed += len(task_rows)
+    return [m | {"run_id": plan.run_id, "task": LM_EVAL_PREFIX + m["task"]} for m in metric_rows], committed
 
 
 def row_key(plan: Plan, row: dict) -> str:

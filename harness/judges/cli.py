@@ -29,7 +29,9 @@ JUDGE_EPILOG = """examples:
   harness judge RUN --judge http --base-url https://api.openai.com/v1 --judge-model gpt-4-turbo \\
       --api-key-env OPENAI_API_KEY --treatment rules --reference-run IT-RUN --baseline none
 
-Each pair is judged in both orders; annotations are cached in $HARNESS_HOME/judge_cache/."""
+Each pair is judged in both orders; annotations are cached in $HARNESS_HOME/judge_cache/.
+Writes the raw win rate (judge_win_rate) and, next to it, AlpacaEval's length-controlled win rate
+(judge_lc_win_rate, computed by the alpaca_eval package's GLM; docs/judges.md)."""
 
 SIM_EPILOG = """examples:
   harness similarity RUN --domain poetry --domain-data poetry_train.jsonl
@@ -43,7 +45,7 @@ def register(subparsers) -> None:
     """Add the ``judge`` and ``similarity`` verbs."""
     p = add_verb(subparsers, "judge", "pairwise win rate of a variant against a baseline (LLM/length judge)",
                  cmd_judge, description="Judge each prompt's treatment output against a baseline in both orders "
-                 "and write judge_win_rate (per task) and judge_pref (per prompt) metric rows.", epilog=JUDGE_EPILOG)
+                 "and write judge_win_rate (per task, and per prompt with sample_id set) and judge_lc_win_rate metric rows.", epilog=JUDGE_EPILOG)
     p.add_argument("run", help="run id in the store")
     p.add_argument("--judge", default="length", help="length | hf[:MODEL] | http (default length)")
     p.add_argument("--treatment", required=True, help="variant whose outputs are judged (output A)")
@@ -58,12 +60,16 @@ def register(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="http judge: seconds per request (default 60)")
     p.add_argument("--no-logprobs", dest="no_logprobs", action="store_true", help="http judge: do not request logprobs")
     p.add_argument("--no-cache", dest="no_cache", action="store_true", help="do not read or write the annotation cache")
+    p.add_argument("--lc-iters", dest="lc_iters", type=int, default=100,
+                   help="bootstrap refits for the LC win rate's 95%% CI (default 100; 0 = LC without a CI)")
+    p.add_argument("--no-lc", dest="no_lc", action="store_true",
+                   help="skip the length-controlled win rate (alpaca_eval's GLM)")
     p.add_argument("--store", default="results", help="results directory (default ./results)")
 
     s = add_verb(subparsers, "similarity", "domain adherence: embedding similarity x/y and Spearman (paper §5.2)",
                  cmd_similarity, description="Per sample: x = mean similarity of the instruction to the domain's "
                  "instructions, y = mean similarity of the response to domain responses minus to general responses; "
-                 "writes similarity_xy and similarity_spearman_<domain> metric rows.", epilog=SIM_EPILOG)
+                 "writes similarity_xy and similarity_spearman metric rows (reference domain:<domain>).", epilog=SIM_EPILOG)
     s.add_argument("run", help="run id in the store")
     s.add_argument("--domain", required=True, help="domain name (gsm, mbpp, poetry, recipe, chess, ...)")
     s.add_argument("--domain-data", dest="domain_data", required=True, help="JSONL of the domain's training rows")
@@ -106,12 +112,14 @@ def cmd_judge(args) -> int:
     results.check_run(args.run)
     if args.limit is not None and args.limit < 1:
         raise HarnessError(f"--limit {args.limit}: must be at least 1")
+    if args.lc_iters < 0:
+        raise HarnessError(f"--lc-iters {args.lc_iters}: must be 0 or more")
     pairset = pair_outputs(results, args.run, args.treatment, baseline=args.baseline,
                            reference_run=args.reference_run, against_references=args.against_references,
                            limit=args.limit)
     judge = make_judge(args)
     prefs = judge_pairs(judge, pairset.pairs)
-    rows = metric_rows(args.run, pairset, prefs, judge.judge_id)
+    rows = metric_rows(args.run, pairset, prefs, judge.judge_id, lc_iters=None if args.no_lc else args.lc_iters)
     path = append_metrics(args.store, args.run, rows)
     print(summary_line(rows))
     print(f"judge {judge.judge_id}: {len(prefs)} prompts, both orders; metrics in {path}")
@@ -180,6 +188,6 @@ def cmd_similarity(args) -> int:
         print(f"{args.run} {task} {variant}: Spearman(x, y) = {rho:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] "
               f"(n={points.num_rows}, domain {args.domain}, encoder {encoder.name})")
     path = append_metrics(args.store, args.run, rows,
-                          replace_metrics=("similarity_xy", f"similarity_spearman_{args.domain}"))
+                          replace_metrics=("similarity_xy", "similarity_spearman"))
     print(f"metrics in {path}")
     return 0

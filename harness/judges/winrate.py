@@ -33,7 +33,7 @@ from harness.store.schema import from_rows
 from harness.store.writer import Store
 
 REFERENCE_FIELDS = ("reference_output", "reference")
-JUDGE_METRICS = ("judge_win_rate", "judge_pref")
+JUDGE_METRICS = ("judge_win_rate", "judge_lc_win_rate")  # harness/metrics/names.py
 
 
 def win_rate(prefs: Sequence[float], z: float = 1.96) -> dict:
@@ -168,8 +168,25 @@ def judge_pairs(judge: Judge, pairs: Sequence[Pair], progress=None) -> list[floa
     return prefs
 
 
-def metric_rows(run: str, pairset: PairSet, prefs: Sequence[float], judge_id: str) -> list[dict]:
-    """One ``judge_win_rate`` row per task plus one ``judge_pref`` row per prompt."""
+def lc_row(run: str, pairset: PairSet, prefs: Sequence[float], judge_id: str, task: str, idx: list[int],
+           iters: int = 100, seed: int = 0) -> dict:
+    """The ``judge_lc_win_rate`` row of one task: alpaca_eval's length-controlled win rate (harness/judges/lc.py)."""
+    from harness.judges.lc import alpaca_annotations, lc_win_rate
+
+    ps = [pairset.pairs[i] for i in idx]
+    ann = alpaca_annotations([p.instruction for p in ps], [p.treatment for p in ps], [p.baseline for p in ps],
+                             [prefs[i] for i in idx], pairset.variant, pairset.reference, judge_id)
+    lc = lc_win_rate(ann, iters=iters, seed=seed)
+    details = {"judge": judge_id} | {k: lc[k] for k in lc if k not in ("value", "ci_low", "ci_high", "n")}
+    return {"run_id": run, "task": task, "model": pairset.model, "variant": pairset.variant,
+            "metric": "judge_lc_win_rate", "value": lc["value"], "n": lc["n"], "ci_low": lc["ci_low"],
+            "ci_high": lc["ci_high"], "reference": pairset.reference, "details": json.dumps(details, allow_nan=True)}
+
+
+def metric_rows(run: str, pairset: PairSet, prefs: Sequence[float], judge_id: str, lc_iters: int | None = 100,
+                seed: int = 0) -> list[dict]:
+    """Per task: an aggregate ``judge_win_rate`` row, one per prompt (``sample_id`` set, value = p_i),
+    and a ``judge_lc_win_rate`` row (``lc_iters`` bootstrap refits for its interval; None skips LC)."""
     rows = []
     tasks = sorted({p.task for p in pairset.pairs})
     for task in tasks:
@@ -181,9 +198,11 @@ def metric_rows(run: str, pairset: PairSet, prefs: Sequence[float], judge_id: st
                      "metric": "judge_win_rate", "value": wr["value"], "n": wr["n"], "ci_low": wr["ci_low"],
                      "ci_high": wr["ci_high"], "reference": pairset.reference,
                      "details": json.dumps(details, allow_nan=True)})
+        if lc_iters is not None:
+            rows.append(lc_row(run, pairset, prefs, judge_id, task, idx, iters=lc_iters, seed=seed))
         for i in idx:
             rows.append({"run_id": run, "task": task, "model": pairset.model, "variant": pairset.variant,
-                         "metric": "judge_pref", "value": prefs[i], "n": 1, "reference": pairset.reference,
+                         "metric": "judge_win_rate", "value": prefs[i], "n": 1, "reference": pairset.reference,
                          "details": json.dumps({"judge": judge_id}), "sample_id": pairset.pairs[i].sample_id})
     return rows
 
@@ -218,16 +237,29 @@ def append_metrics(store: str | Path, run: str, rows: list[dict], replace_metric
         return Store(root).write_metrics(run, table)
 
 
+def _pct_ci(r: dict) -> str:
+    if r.get("ci_low") is None or r.get("ci_high") is None or any(math.isnan(r[k]) for k in ("ci_low", "ci_high")):
+        return "95% CI n/a"
+    return f"95% CI [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
+
+
 def summary_line(rows: list[dict]) -> str:
-    """Human-readable lines for the ``judge_win_rate`` rows."""
+    """Human-readable lines: the raw win rate of each task, and its length-controlled win rate next to it."""
     lines = []
+    lc = {(r["task"], r["variant"], r["reference"]): r for r in rows if r["metric"] == "judge_lc_win_rate"}
     for r in rows:
-        if r["metric"] != "judge_win_rate":
+        if r["metric"] != "judge_win_rate" or r.get("sample_id") is not None:
             continue
         se = json.loads(r["details"]).get("se")
         se_txt = "n/a" if se is None or (isinstance(se, float) and math.isnan(se)) else f"{100 * se:.1f}"
-        lines.append(f"{r['run_id']} {r['task']} {r['variant']} vs {r['reference']}: win rate "
-                     f"{100 * r['value']:.1f}% ± {se_txt} (SE, n={r['n']})")
+        line = (f"{r['run_id']} {r['task']} {r['variant']} vs {r['reference']}: win rate "
+                f"{100 * r['value']:.1f}% ± {se_txt} (SE, n={r['n']})")
+        c = lc.get((r["task"], r["variant"], r["reference"]))
+        if c is not None:
+            d = json.loads(c["details"])
+            line += ("; LC win rate " + (f"{100 * c['value']:.1f}% ({_pct_ci(c)}, alpaca_eval {d.get('glm')})"
+                                         if c["value"] is not None else f"n/a ({d.get('reason')})"))
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -8,17 +8,19 @@ with a :class:`~harness.lmeval.model.HarnessLM` and turns its output into rows:
   requested group or tag), ``instruction`` = the request context, ``prompt`` = the
   rendered prompt, ``output`` = the stop-truncated response (for scored tasks: the
   highest-likelihood continuation), ``doc_json`` = the document;
-* one **metric row** per lm-eval metric (``"prompt_level_strict_acc,none"``: metric and
-  filter, as lm-eval names them) with ``ci_low``/``ci_high`` = value ± 1.96·stderr when
-  lm-eval reports a stderr, and per-sample rows (``sample_id`` set) for scalar
-  per-document metric values.
+* one **metric row** per lm-eval metric and filter: lm-eval's ``"prompt_level_strict_acc,none"``
+  becomes ``metric = "prompt_level_strict_acc"``, ``filter = "none"`` (harness/metrics/names.py),
+  with ``ci_low``/``ci_high`` = value ± 1.96·stderr when lm-eval reports a stderr, and
+  per-sample rows (``sample_id`` set, same name and filter) for scalar per-document values.
+  ``n`` counts what the value averages: documents, or for metrics whose per-document
+  values are lists of booleans that lm-eval flattens (IFEval's ``inst_level_*``) the items.
 
 The runner prefixes ``task`` with ``lm_eval:`` and adds ``run_id`` and ``key``.
 
 Example:
     >>> samples, metrics = evaluate_tasks(["my_task"], backend, plan)     # doctest: +SKIP
-    >>> metrics[0]["metric"]                                              # doctest: +SKIP
-    'exact_match,none'
+    >>> metrics[0]["metric"], metrics[0]["filter"]                        # doctest: +SKIP
+    ('exact_match', 'none')
 """
 
 from __future__ import annotations
@@ -120,10 +122,29 @@ def _n(out: dict, name: str) -> int | None:
     return None
 
 
+def _list_counts(out: dict) -> dict[tuple[str, str, str], int]:
+    """(leaf task, metric, filter) -> total items of per-document lists of booleans (IFEval's ``inst_level_*``).
+
+    Such lists are flattened by their aggregation (``agg_inst_level_acc``), so the value
+    averages their items. Other list/tuple values (``f1``'s ``(gold, pred)``, ``bleu``'s
+    references) are corpus inputs and keep the document count.
+    """
+    counts: dict[tuple[str, str, str], int] = {}
+    for leaf, examples in (out.get("samples") or {}).items():
+        for ex in examples:
+            for metric in ex.get("metrics") or []:
+                v = ex.get(metric)
+                if isinstance(v, list | tuple) and v and all(isinstance(x, bool) for x in v):
+                    k = (leaf, metric, str(ex.get("filter")))
+                    counts[k] = counts.get(k, 0) + len(v)
+    return counts
+
+
 def _metric_rows(out: dict, lm: HarnessLM, names: dict[str, tuple[str, bool]]) -> list[dict]:
     import lm_eval
 
     rows: list[dict] = []
+    list_counts = _list_counts(out)
     versions = out.get("versions") or {}
     hib = out.get("higher_is_better") or {}
     for task, res in (out.get("results") or {}).items():
@@ -134,11 +155,13 @@ def _metric_rows(out: dict, lm: HarnessLM, names: dict[str, tuple[str, bool]]) -
             se = _num(res.get(f"{metric}_stderr,{filt}"))
             lo, hi = (float(value) - 1.96 * se, float(value) + 1.96 * se) if se is not None else (None, None)
             details = {"source": "lm-eval", "lm_eval_version": getattr(lm_eval, "__version__", None),
-                       "filter": filt, "stderr": se, "task_version": versions.get(task),
+                       "stderr": se, "task_version": versions.get(task),
                        "higher_is_better": (hib.get(task) or {}).get(metric), "n_shot": (out.get("n-shot") or {}).get(task),
                        "max_new_tokens_cap": lm.cfg.max_new_tokens, "prompt_format": lm.plan.prompt_format}
-            rows.append({"task": task, "model": lm.plan.model.name, "variant": lm.variant.name, "metric": key,
-                         "value": float(value), "n": _n(out, task), "ci_low": lo, "ci_high": hi, "details": _json(details)})
+            n = list_counts.get((task, metric, filt), _n(out, task))
+            rows.append({"task": task, "model": lm.plan.model.name, "variant": lm.variant.name, "metric": metric,
+                         "filter": filt, "value": float(value), "n": n, "ci_low": lo, "ci_high": hi,
+                         "details": _json(details)})
     for leaf, examples in (out.get("samples") or {}).items():
         stored, is_self = names.get(leaf, (leaf, True))
         for ex in examples:
@@ -147,11 +170,11 @@ def _metric_rows(out: dict, lm: HarnessLM, names: dict[str, tuple[str, bool]]) -
                 v = ex.get(metric)
                 if _num(v) is None:
                     continue
-                info = {"kind": "bool" if isinstance(v, bool) else "number", "source": "lm-eval", "filter": ex.get("filter"),
+                info = {"kind": "bool" if isinstance(v, bool) else "number", "source": "lm-eval",
                         "higher_is_better": (hib.get(leaf) or {}).get(metric)}
                 rows.append({"task": stored, "model": lm.plan.model.name, "variant": lm.variant.name,
-                             "metric": f"{metric},{ex.get('filter')}", "value": float(v), "n": 1, "sample_id": sid,
-                             "details": _json(info)})
+                             "metric": metric, "filter": ex.get("filter"), "value": float(v), "n": 1,
+                             "sample_id": sid, "details": _json(info)})
     return rows
 
 

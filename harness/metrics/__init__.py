@@ -11,6 +11,8 @@ Modules:
   (poetry, GSM, code, chess, recipe)?
 - :mod:`harness.metrics.ifeval`: IFEval through lm-eval's own checkers, plus the
   echo-restricted numbers.
+- :mod:`harness.metrics.names`: the registry of every metric name written to ``metrics``
+  (one name per measure; ``docs/results-tables.md`` lists it).
 
 Nothing is imported here, so ``import harness.metrics`` stays cheap (the IFEval module
 pulls lm-eval and NLTK only when used).

@@ -12,7 +12,7 @@ Note:
     from the prompt, ...); docs/measurements.md measured that 6 of 9 prompt-level passes
     of a base model were echoes. :func:`aggregate_ifeval` therefore also reports the
     four numbers restricted to non-echo outputs (``non_echo=True``), and IFEval should
-    always be shown next to the echo rate.
+    always be shown next to the echo rate (the run's ``echo_rate`` row).
 
 Note:
     lm-eval's ``instructions_util`` calls ``nltk.download("punkt_tab")`` when imported
@@ -33,14 +33,16 @@ Example:
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 from types import ModuleType
 
+from harness.metrics.names import IFEVAL_MEASURES, NON_ECHO_SUFFIX
 from harness.metrics.shape import echo
 
 NLTK_DATA = Path(__file__).resolve().parent.parent / "data" / "nltk_data"
-METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
+METRICS = IFEVAL_MEASURES  # lm-eval's names; harness/metrics/names.py is the registry
 DOC_FIELDS = ("key", "prompt", "instruction_id_list", "kwargs")
 
 
@@ -138,19 +140,42 @@ def aggregate_ifeval(per_sample: list[dict], non_echo: bool = False) -> dict[str
     return out
 
 
-def ifeval_metric_rows(per_sample: list[dict], *, run_id: str, task: str, model: str, variant: str) -> list[dict]:
-    """``metrics`` rows: the four numbers on all outputs, the four on non-echo outputs, and the echo rate.
+def ifeval_metric_rows(per_sample: list[dict], *, run_id: str, task: str, model: str, variant: str,
+                       sample_ids: list[str] | None = None, lm_eval_scored: bool = False) -> list[dict]:
+    """``metrics`` rows: the four numbers, the four on non-echo outputs, per-sample rows.
 
-    Metric names are lm-eval's, with ``_non_echo`` appended for the restricted ones.
-    Intervals are Wilson intervals over prompts (prompt level) or instructions
-    (instruction level; this ignores that instructions of one prompt are correlated, so
-    it is somewhat too narrow).
+    The echo share itself is the run's ``echo_rate`` row (harness/metrics/summary.py) of
+    the same task and variant, not a second name.
+
+    Names follow harness/metrics/names.py: lm-eval's names, ``_non_echo`` appended for
+    the restricted ones, ``filter`` NULL (the harness scores the raw output). ``n`` counts
+    prompts (prompt level) or instructions (instruction level). Intervals are Wilson
+    intervals over that unit (instruction level ignores that instructions of one prompt
+    are correlated, so it is somewhat too narrow).
+
+    Args:
+        sample_ids: one per ``per_sample`` row; adds per-sample ``prompt_level_*`` rows
+            (``sample_id`` set, ``n`` = 1) and ``inst_level_*`` rows (value = the prompt's
+            share of instructions followed, ``n`` = its instructions).
+        lm_eval_scored: lm-eval already wrote the four measures (and its per-sample
+            rows) for this task; only the non-echo numbers are added, so each measure
+            is stored once.
+
+    Example:
+        >>> doc = {"key": 1, "prompt": "Answer in lowercase.", "instruction_id_list":
+        ...        ["change_case:english_lowercase"], "kwargs": [{}]}
+        >>> rows = ifeval_metric_rows(score_ifeval([doc], ["ok then."]), run_id="r", task="t", model="m",
+        ...                           variant="none", sample_ids=["0"])
+        >>> sorted({(r["metric"], r["n"]) for r in rows if r.get("sample_id")})[:2]
+        [('inst_level_loose_acc', 1), ('inst_level_strict_acc', 1)]
     """
     from harness.metrics.summary import rate_row
 
     key = {"task": task, "model": model, "variant": variant}
     rows = []
-    for suffix, keep in (("", lambda r: True), ("_non_echo", lambda r: not r["echo"])):
+    for suffix, keep in (("", lambda r: True), (NON_ECHO_SUFFIX, lambda r: not r["echo"])):
+        if lm_eval_scored and not suffix:
+            continue
         subset = [r for r in per_sample if keep(r)]
         for m in METRICS:
             if m.startswith("prompt_level"):
@@ -158,5 +183,15 @@ def ifeval_metric_rows(per_sample: list[dict], *, run_id: str, task: str, model:
             else:
                 flags = [bool(x) for r in subset for x in r[m]]
             rows.append(rate_row(run_id, key, m + suffix, sum(flags), len(flags)))
-    rows.append(rate_row(run_id, key, "ifeval_echo_rate", sum(bool(r["echo"]) for r in per_sample), len(per_sample)))
+    if sample_ids is not None and not lm_eval_scored:
+        if len(sample_ids) != len(per_sample):
+            raise ValueError(f"ifeval_metric_rows: {len(sample_ids)} sample ids for {len(per_sample)} results")
+        for sid, r in zip(sample_ids, per_sample):
+            for m in METRICS:
+                flags = [bool(r[m])] if m.startswith("prompt_level") else [bool(x) for x in r[m]]
+                if not flags:
+                    continue
+                kind = "bool" if m.startswith("prompt_level") else "number"
+                rows.append({"run_id": run_id, **key, "metric": m, "value": sum(flags) / len(flags), "n": len(flags),
+                             "sample_id": sid, "details": json.dumps({"kind": kind, "higher_is_better": True})})
     return rows

@@ -247,13 +247,15 @@ def similarity_points(samples, domain_rows: Sequence[dict], general_responses: S
 
 def similarity_metric_rows(run_id: str, points: pa.Table, rho: float, ci: tuple[float, float], domain: str,
                            model: str | None = None, encoder_name: str | None = None, extra: dict | None = None) -> list[dict]:
-    """Per-sample ``similarity_xy`` rows plus one ``similarity_spearman_<domain>`` row per (task, variant).
+    """Per-sample ``similarity_xy`` rows plus one ``similarity_spearman`` row per (task, variant).
+
+    The domain is in ``reference`` (``domain:<domain>``), never in the metric name.
 
     Example:
         >>> pts = pa.table({"sample_id": ["0"], "task": ["t"], "variant": ["none"], "instruction": ["q"],
         ...                 "x": [0.5], "y": [0.1]})
         >>> [r["metric"] for r in similarity_metric_rows("r", pts, 0.3, (0.1, 0.5), "gsm")]
-        ['similarity_xy', 'similarity_spearman_gsm']
+        ['similarity_xy', 'similarity_spearman']
     """
     rows = []
     groups: dict[tuple, int] = {}
@@ -266,6 +268,6 @@ def similarity_metric_rows(run_id: str, points: pa.Table, rho: float, ci: tuple[
     details = {"encoder": encoder_name, "domain": domain, **(extra or {})}
     for (task, variant), n in groups.items():
         rows.append({"run_id": run_id, "task": task, "model": model, "variant": variant,
-                     "metric": f"similarity_spearman_{domain}", "value": rho, "n": n, "ci_low": ci[0],
+                     "metric": "similarity_spearman", "value": rho, "n": n, "ci_low": ci[0],
                      "ci_high": ci[1], "reference": f"domain:{domain}", "details": json.dumps(details)})
     return rows

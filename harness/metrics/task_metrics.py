@@ -2,8 +2,10 @@
 
 Rows whose ``doc_json`` is in IFEval's schema (``instruction_id_list`` + ``kwargs``) are
 scored with lm-eval's own checkers: the four aggregate numbers per (task, model, variant),
-the same four on non-echo outputs, and per-sample booleans (``sample_id`` set) that
-``harness compare`` pairs across variants.
+the same four on non-echo outputs, and per-sample rows (``sample_id`` set, same names) that
+``harness compare`` pairs across variants. Tasks run through lm-eval (``lm_eval:NAME``)
+already carry lm-eval's own rows for the four measures; for them only the non-echo numbers
+are added (one name per measure, harness/metrics/names.py).
 
 Example:
     >>> import pyarrow as pa
@@ -18,7 +20,7 @@ import json
 
 import pyarrow as pa
 
-PER_SAMPLE = ("prompt_level_strict_acc", "prompt_level_loose_acc")
+LM_EVAL_TASK_PREFIX = "lm_eval:"  # the runner's prefix for tasks scored by lm-eval
 
 
 def _ifeval_groups(samples: pa.Table) -> dict[tuple[str, str, str], list[tuple[str, dict, str]]]:
@@ -43,10 +45,7 @@ def task_metric_rows(samples: pa.Table, run_id: str) -> list[dict]:
     rows: list[dict] = []
     for (task, model, variant), items in sorted(groups.items()):
         per = score_ifeval([doc for _, doc, _ in items], [out for _, _, out in items])
-        rows += ifeval_metric_rows(per, run_id=run_id, task=task, model=model, variant=variant)
-        for (sample_id, _, _), result in zip(items, per):
-            for name in PER_SAMPLE:
-                rows.append({"run_id": run_id, "task": task, "model": model, "variant": variant,
-                             "metric": f"ifeval_{name}", "value": float(result[name]), "n": 1,
-                             "sample_id": sample_id, "details": json.dumps({"kind": "bool"})})
+        rows += ifeval_metric_rows(per, run_id=run_id, task=task, model=model, variant=variant,
+                                   sample_ids=[sid for sid, _, _ in items],
+                                   lm_eval_scored=task.startswith(LM_EVAL_TASK_PREFIX))
     return rows

@@ -19,9 +19,11 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from harness.errors import HarnessError
+from harness.metrics.names import IFEVAL_NAMES
 from harness.report import data, plots
 from harness.results.api import Results
 from harness.results.compare import compare_variants
+from harness.results.persample import stored_label
 from harness.results.render import fmt_delta, fmt_num, fmt_p, format_caps
 
 SHAPE_PANELS = [("eos", "EOS-terminated", "rate"), ("echo", "echo (repeats instruction)", "rate"),
@@ -129,16 +131,40 @@ def _stored_section(metrics, out: Path) -> list[str]:
     lines = ["## Stored metrics", ""]
     if not agg:
         return lines + ["_No aggregate rows in `metrics` for this run._", ""]
-    rows = [[r["task"] or "-", r["variant"] or "-", r["metric"], fmt_num(r["value"]), _ci(r),
+    rows = [[r["task"] or "-", r["variant"] or "-", stored_label(r["metric"], r.get("filter")), fmt_num(r["value"]),
+             _ci(r),
              "-" if r["n"] is None else str(r["n"])] for r in agg]
     lines += ["All aggregate `metrics` rows of the run (as written by the metrics room).", "",
               md_table(["task", "variant", "metric", "value", "95% CI", "n"], rows), ""]
-    ifeval = _labelled([r for r in agg if r["metric"].startswith("ifeval")], "metric")
+    ifeval = _labelled([r for r in agg if r["metric"] in IFEVAL_NAMES and r.get("filter") in (None, "none")], "metric")
     if ifeval:
         png = plots.grouped(ifeval, "group", out / "ifeval.png", "IFEval by variant (95% CIs where stored)",
                             "metric", "accuracy")
         lines += [f"![ifeval]({png.name})", ""]
     return lines
+
+
+def _judge_section(metrics) -> list[str]:
+    """Raw and length-controlled win rates side by side, one line per (task, variant, reference, judge)."""
+    agg = [r for r in data.aggregate_metrics(metrics).to_pylist() if r["metric"] in ("judge_win_rate", "judge_lc_win_rate")]
+    if not agg:
+        return []
+    table: dict[tuple, dict] = {}
+    for r in agg:
+        judge = data.details(r["details"]).get("judge")
+        table.setdefault((r["task"], r["variant"], r["reference"], judge), {})[r["metric"]] = r
+    rows = []
+    for (task, variant, ref, judge), m in sorted(table.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        raw, lc = m.get("judge_win_rate"), m.get("judge_lc_win_rate")
+        rows.append([task or "-", variant or "-", ref or "-", judge or "-",
+                     f"{fmt_num(raw['value'])} {_ci(raw)}" if raw else "-",
+                     f"{fmt_num(lc['value'])} {_ci(lc)}" if lc and lc["value"] is not None
+                     else f"n/a: {data.details(lc['details']).get('reason', 'not computed')}" if lc else "-",
+                     str(raw["n"]) if raw else "-"])
+    return ["## Judged win rates", "",
+            "`harness judge` rows: the raw win rate (mean P(treatment better), ties 1/2) and AlpacaEval's "
+            "length-controlled win rate from the same judgements (alpaca_eval's GLM, docs/judges.md).", "",
+            md_table(["task", "variant", "against", "judge", "win rate [95% CI]", "LC win rate [95% CI]", "n"], rows), ""]
 
 
 def _style_section(metrics, out: Path) -> list[str]:
@@ -221,6 +247,7 @@ def build_report(results: Results, run: str, out_dir: str | Path, iters: int = 2
     lines += _delta_section(results, run, variants, out, iters, seed)
     lines += _ablation_section(est, out)
     lines += _stored_section(metrics, out)
+    lines += _judge_section(metrics)
     lines += _style_section(metrics, out)
     lines += _similarity_section(metrics, out)
     lines += _flip_section(samples, out)

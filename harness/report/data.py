@@ -119,7 +119,8 @@ def style_leak(metrics: pa.Table) -> list[dict]:
     return [r | {"domain": r["metric"][len("style_leak_"):]} for r in rows]
 
 
-def _details(text: str | None) -> dict:
+def details(text: str | None) -> dict:
+    """A metrics row's ``details`` JSON as a dict ({} when absent or not an object)."""
     try:
         d = json.loads(text) if text else {}
     except ValueError:
@@ -135,7 +136,7 @@ def similarity_points(metrics: pa.Table) -> dict[tuple[str, str], tuple[list[flo
     """
     out: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
     for r in metrics.to_pylist():
-        d = _details(r["details"])
+        d = details(r["details"])
         if "x" not in d or "y" not in d:
             continue
         xs, ys = d["x"], d["y"]

@@ -141,6 +141,16 @@ def _stored_info(name: str, values: list, details: str | None) -> MetricInfo:
     return MetricInfo(name, "bool" if kind == "bool" else "number", hib, labels, "per-sample rows in metrics")
 
 
+def stored_label(metric: str, filt: str | None) -> str:
+    """How ``compare`` names a stored per-sample metric: the name, plus ``[filter]`` for lm-eval
+    filters other than ``none`` (two filters of one measure are two columns).
+
+    >>> stored_label("exact_match", "strict-match"), stored_label("prompt_level_strict_acc", "none")
+    ('exact_match[strict-match]', 'prompt_level_strict_acc')
+    """
+    return metric if filt in (None, "none") else f"{metric}[{filt}]"
+
+
 def stored_per_sample(metrics: pa.Table | None) -> tuple[dict[str, dict[tuple, float]], dict[str, MetricInfo]]:
     """Per-sample rows of a ``metrics`` table: ``{metric: {(task, sample_id): value}}`` and infos."""
     if metrics is None or metrics.num_rows == 0:
@@ -149,8 +159,9 @@ def stored_per_sample(metrics: pa.Table | None) -> tuple[dict[str, dict[tuple, f
     values: dict[str, dict[tuple, float]] = {}
     details: dict[str, str | None] = {}
     for r in rows:
-        values.setdefault(r["metric"], {})[(r["task"], r["sample_id"])] = r["value"]
-        details.setdefault(r["metric"], r["details"])
+        name = stored_label(r["metric"], r.get("filter"))
+        values.setdefault(name, {})[(r["task"], r["sample_id"])] = r["value"]
+        details.setdefault(name, r["details"])
     return values, {m: _stored_info(m, list(v.values()), details[m]) for m, v in values.items()}
 
 

@@ -81,7 +81,7 @@ def format_table(table: pa.Table, fmt: str = "table", max_width: int = 60) -> st
         import pyarrow.csv as pcsv
 
         buf = io.BytesIO()
-        pcsv.write_csv(table, buf)
+        pcsv.write_csv(csv_safe(table), buf)
         return buf.getvalue().decode()
     if fmt == "json":
         import json
@@ -95,6 +95,23 @@ def format_table(table: pa.Table, fmt: str = "table", max_width: int = 60) -> st
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     return "\n".join(lines) + f"\n({table.num_rows} rows)"
+
+
+def csv_safe(table: pa.Table) -> pa.Table:
+    """``table`` with every list/struct/map column as JSON text (Arrow's CSV writer refuses nested types).
+
+    >>> csv_safe(pa.table({"tasks": [["a", "b"]], "n": [1]})).to_pylist()
+    [{'tasks': '["a", "b"]', 'n': 1}]
+    """
+    import json
+
+    cols = []
+    for name, col in zip(table.column_names, table.columns):
+        if pa.types.is_nested(col.type):
+            col = pa.array([None if v is None else json.dumps(v, default=str, ensure_ascii=False)
+                            for v in col.to_pylist()], pa.string())
+        cols.append(col)
+    return pa.Table.from_arrays(cols, names=table.column_names)
 
 
 def _cell(v, max_width: int) -> str:

@@ -24,7 +24,10 @@ HISTORY: dict[int, str] = {
     1: "samples, metrics, runs as first released",
     2: "metrics.sample_id: per-sample metric rows (IFEval booleans, judge verdicts, similarity points)",
     3: "samples.engine, samples.max_new_tokens, samples.decoding_json, samples.prompt_truncated_tokens: "
-       "what ran for each row; samples.domain: the task's style domain; metrics.filter: lm-eval's filter name as a column",
+       "what ran for each row; samples.domain: the task's style domain; metrics.filter: lm-eval's filter name as a column; one name per metric "
+       "(harness/metrics/names.py): 'm,filter' -> m + filter, ifeval_prompt_level_* and judge_pref per-sample "
+       "rows -> the measure's name, similarity_spearman_<domain> -> similarity_spearman, ifeval_echo_rate "
+       "dropped (the echo_rate row of the same task and variant)",
 }
 
 SAMPLES = pa.schema(
@@ -156,9 +159,64 @@ def _v1_to_v2(data: pa.Table, table: str) -> pa.Table:
     return data
 
 
+# v2 names of per-sample rows -> the measure's one name (v3)
+_V2_PER_SAMPLE_NAMES = {"ifeval_prompt_level_strict_acc": "prompt_level_strict_acc",
+                        "ifeval_prompt_level_loose_acc": "prompt_level_loose_acc", "judge_pref": "judge_win_rate"}
+
+
+def _v3_metric_name(metric: str, filt: str | None, sample_id: str | None) -> tuple[str, str | None]:
+    """(v3 name, filter) of a v2 metric row.
+
+    >>> _v3_metric_name("prompt_level_strict_acc,none", None, None)
+    ('prompt_level_strict_acc', 'none')
+    >>> _v3_metric_name("judge_pref", None, "3"), _v3_metric_name("similarity_spearman_gsm", None, None)
+    (('judge_win_rate', None), ('similarity_spearman', None))
+    """
+    if "," in metric and filt is None:
+        metric, filt = metric.split(",", 1)
+    if sample_id is not None and metric in _V2_PER_SAMPLE_NAMES:
+        metric = _V2_PER_SAMPLE_NAMES[metric]
+    if metric.startswith("similarity_spearman_"):
+        metric = "similarity_spearman"
+    return metric, filt
+
+
 def _v2_to_v3(data: pa.Table, table: str) -> pa.Table:
-    """v3 only added nullable columns; :func:`conform` fills them."""
-    return data
+    """Rewrite v2 metric names to v3's one name per measure (new nullable columns: :func:`conform`).
+
+    Also drops ``ifeval_echo_rate`` (the same number as the ``echo_rate`` row) and the
+    harness's own duplicates of measures lm-eval stored for the same ``lm_eval:`` task,
+    variant and sample (v2 wrote IFEval twice), and nulls ``n`` on lm-eval ``inst_level_*``
+    aggregate rows, where v2 stored prompts instead of instructions. Rows already named the
+    v3 way pass unchanged, so this is also applied to v3 files written before the rename
+    (see :func:`upgrade`).
+    """
+    if table != "metrics" or "metric" not in data.column_names or data.num_rows == 0:
+        return data
+    cols = data.column_names
+    rows = data.to_pylist()
+    for r in rows:
+        old = r["metric"]
+        r["metric"], filt = _v3_metric_name(old, r.get("filter"), r.get("sample_id"))
+        if filt is not None:
+            r["filter"] = filt
+        if "," in old and r["metric"].startswith("inst_level") and r.get("sample_id") is None:
+            r["n"] = None  # v2 stored lm-eval's document count here
+    rows = [r for r in rows if r["metric"] != "ifeval_echo_rate"]  # a twin of echo_rate
+    lm_eval = {(r.get("task"), r.get("variant"), r["metric"], r.get("sample_id")) for r in rows if r.get("filter")}
+    kept = [r for r in rows
+            if r.get("filter") or (r.get("task"), r.get("variant"), r["metric"], r.get("sample_id")) not in lm_eval]
+    out_cols = cols if "filter" in cols else [*cols, "filter"]
+    fields = [data.schema.field(c) if c in cols else METRICS.field("filter") for c in out_cols]
+    return pa.Table.from_pylist([{c: r.get(c) for c in out_cols} for r in kept],
+                                schema=pa.schema(fields, metadata=data.schema.metadata))
+
+
+def _has_v2_names(data: pa.Table) -> bool:
+    """Whether a metrics table holds any name :func:`_v2_to_v3` would rewrite or drop."""
+    names = set(data.column("metric").to_pylist()) if "metric" in data.column_names else set()
+    return any("," in m or m in _V2_PER_SAMPLE_NAMES or m == "ifeval_echo_rate" or m.startswith("similarity_spearman_")
+               for m in names)
 
 
 # MIGRATIONS[v] turns a table written under version v into version v + 1.
@@ -193,4 +251,6 @@ def upgrade(data: pa.Table, table: str, version: int | None = None) -> pa.Table:
                          f"{SCHEMA_VERSION}; upgrade harness to read it")
     for v in range(version, SCHEMA_VERSION):
         data = MIGRATIONS[v](data, table)
+    if version == SCHEMA_VERSION == 3 and table == "metrics" and _has_v2_names(data):
+        data = _v2_to_v3(data, table)  # v3 files written before the one-name rename (v3 was unreleased then)
     return conform(data, table)

@@ -46,14 +46,14 @@ def test_judge_cli_variant_baseline_appends(tmp_path, capsys):
     assert "win rate 50.0%" in out and "vs variant:none" in out
     assert main(args) == 0  # re-judging replaces, never duplicates
     m = open_results(root).metrics(run="r1")
-    assert sorted(m.column("metric").to_pylist()) == ["eos_rate", "judge_pref", "judge_pref", "judge_pref",
-                                                      "judge_win_rate"]
-    (wr,) = [r for r in m.to_pylist() if r["metric"] == "judge_win_rate"]
+    assert sorted(m.column("metric").to_pylist()) == ["eos_rate", "judge_lc_win_rate", "judge_win_rate",
+                                                      "judge_win_rate", "judge_win_rate", "judge_win_rate"]
+    (wr,) = [r for r in m.to_pylist() if r["metric"] == "judge_win_rate" and r["sample_id"] is None]
     # prefs by length: 1, 0, 0.5 -> 0.5; the errored sample 9 is dropped
     assert wr["value"] == 0.5 and wr["n"] == 3 and wr["reference"] == "variant:none" and wr["sample_id"] is None
     details = json.loads(wr["details"])
     assert details["judge"] == "length" and details["dropped"]["error"] == 1 and details["ties"] == 1
-    prefs = {r["sample_id"]: r["value"] for r in m.to_pylist() if r["metric"] == "judge_pref"}
+    prefs = {r["sample_id"]: r["value"] for r in m.to_pylist() if r["metric"] == "judge_win_rate" and r["sample_id"]}
     assert prefs == {"0": 1.0, "1": 0.0, "2": 0.5}
 
 
@@ -64,7 +64,7 @@ def test_judge_cli_references_and_reference_run(tmp_path, capsys):
     assert main(["judge", "r1", "--treatment", "rules", "--reference-run", "it", "--baseline", "rules",
                  "--store", str(root)]) == 0
     rows = open_results(root).metrics(run="r1", metric="judge_win_rate").to_pylist()
-    by_ref = {r["reference"]: r for r in rows}
+    by_ref = {r["reference"]: r for r in rows if r["sample_id"] is None}
     # none vs references, first 2 prompts: "short" < "ref zero is long-ish" (0), long base > "r" (1)
     assert by_ref["references"]["value"] == 0.5 and by_ref["references"]["n"] == 2
     # rules vs "it " + rules: always shorter -> 0
@@ -96,5 +96,5 @@ def test_similarity_cli_real_minilm(tmp_path, capsys):
     m = open_results(root).metrics(run="r1").to_pylist()
     xy = [r for r in m if r["metric"] == "similarity_xy"]
     assert len(xy) == 3 and set(json.loads(xy[0]["details"])) == {"x", "y", "domain"}
-    assert [r["n"] for r in m if r["metric"] == "similarity_spearman_poetry"] == [3]
+    assert [(r["n"], r["reference"]) for r in m if r["metric"] == "similarity_spearman"] == [(3, "domain:poetry")]
     assert any(r["metric"] == "eos_rate" for r in m)

@@ -108,15 +108,16 @@ def test_generate_until_rows_per_variant(gen_store):
 
 def test_lm_eval_metric_rows(gen_store):
     metrics = read_table(gen_store, "metrics").to_pylist()
-    agg = [m for m in metrics if m["metric"] == "exact_match,none" and m["sample_id"] is None]
+    assert not any("," in m["metric"] for m in metrics)  # lm-eval's filter is a column, never in the name
+    agg = [m for m in metrics if m["metric"] == "exact_match" and m["filter"] == "none" and m["sample_id"] is None]
     assert sorted(m["variant"] for m in agg) == ["none", "rules"]
     for m in agg:
         assert m["task"] == "lm_eval:my_task" and m["n"] == 3 and 0.0 <= m["value"] <= 1.0
         details = json.loads(m["details"])
-        assert details["source"] == "lm-eval" and details["filter"] == "none"
+        assert details["source"] == "lm-eval"
         assert m["ci_low"] == pytest.approx(m["value"] - 1.96 * details["stderr"])
-        per_sample = [p["value"] for p in metrics if p["metric"] == "exact_match,none" and p["sample_id"] is not None
-                      and p["variant"] == m["variant"]]
+        per_sample = [p["value"] for p in metrics if p["metric"] == "exact_match" and p["filter"] == "none"
+                      and p["sample_id"] is not None and p["variant"] == m["variant"]]
         assert len(per_sample) == 3 and m["value"] == pytest.approx(sum(per_sample) / 3)
     assert any(m["metric"] == "eos_rate" and m["task"] == "lm_eval:my_task" for m in metrics)  # shape summary too
     run = read_table(gen_store, "runs").to_pylist()[0]
@@ -145,7 +146,7 @@ def test_multiple_choice_task_scores_loglikelihoods(tmp_path, include_dir, tiny_
         assert r["output"] in [" " + c for c in doc["choices"]]  # the highest-likelihood choice
         assert r["instruction"] == doc["q"]
     metrics = read_table(tmp_path, "metrics").to_pylist()
-    acc = {m["variant"]: m for m in metrics if m["metric"] == "acc,none" and m["sample_id"] is None}
+    acc = {m["variant"]: m for m in metrics if m["metric"] == "acc" and m["filter"] == "none" and m["sample_id"] is None}
     assert set(acc) == {"none", "rules"} and all(m["n"] == 2 for m in acc.values())
     for variant, m in acc.items():  # acc = the model's argmax choice is the label
         chosen = [json.loads(r["doc_json"])["choices"].index(r["output"][1:]) == json.loads(r["doc_json"])["label"]
@@ -231,7 +232,11 @@ def test_ifeval_bridge_equals_harness_ifeval_on_same_outputs(tiny_model_dir):
     samples, metrics = evaluate_tasks(["ifeval"], _CannedBackend(), plan)
     assert len(samples) == len(docs)
     ours = _harness_ifeval(samples)
-    theirs = {m["metric"].split(",")[0]: m["value"] for m in metrics if m.get("sample_id") is None}
+    theirs = {m["metric"]: m["value"] for m in metrics if m.get("sample_id") is None}
+    n = {m["metric"]: m["n"] for m in metrics if m.get("sample_id") is None}
+    assert all(m["filter"] == "none" for m in metrics)
+    assert n["prompt_level_strict_acc"] == len(docs)  # n counts what the value averages over
+    assert n["inst_level_strict_acc"] == sum(len(d["instruction_id_list"]) for d in docs) > len(docs)
     assert set(theirs) == {"prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc",
                            "inst_level_loose_acc"}
     assert 0 < theirs["inst_level_loose_acc"] < 1  # the canned outputs pass some checks and fail others
@@ -239,18 +244,29 @@ def test_ifeval_bridge_equals_harness_ifeval_on_same_outputs(tiny_model_dir):
         assert ours[name] == pytest.approx(value), name
 
 
-def test_ifeval_through_cli_on_tiny_model(tmp_path, tiny_model_dir):
+def test_ifeval_through_cli_on_tiny_model(tmp_path, tiny_model_dir, capsys):
     pytest.importorskip("harness.metrics.ifeval")
     assert _run(tmp_path, "lm_eval:ifeval", "--data", f"ifeval={IFEVAL_SAMPLE}") == 0
+    assert "32 sample rows" in (out := capsys.readouterr().out) and "(32 generated now" in out  # lm-eval rows count
     samples = read_table(tmp_path, "samples").to_pylist()
     metrics = read_table(tmp_path, "metrics").to_pylist()
     for variant in ("none", "rules"):
         rows = [r for r in samples if r["variant"] == variant]
         assert len(rows) == 16 and all(r["task"] == "lm_eval:ifeval" for r in rows)
         ours = _harness_ifeval(rows)
-        theirs = {m["metric"].split(",")[0]: m["value"] for m in metrics
+        theirs = {m["metric"]: m["value"] for m in metrics
                   if m["variant"] == variant and m["task"] == "lm_eval:ifeval" and m["sample_id"] is None
-                  and m["metric"].endswith(",none")}
+                  and m["filter"] == "none"}
         assert len(theirs) == 4
         for name, value in theirs.items():
             assert ours[name] == pytest.approx(value), name
+    # one row per IFEval measure per (task, variant, filter): lm-eval's, never a second harness copy
+    from harness.metrics.names import IFEVAL_NAMES, is_known
+
+    agg = [(m["task"], m["variant"], m["filter"], m["metric"]) for m in metrics if m["sample_id"] is None]
+    assert len(agg) == len(set(agg))
+    ifeval_agg = [a for a in agg if a[3] in IFEVAL_NAMES]
+    assert len(ifeval_agg) == 2 * 8  # 4 measures (lm-eval's, filter none) + 4 non-echo, per variant
+    per = [(m["variant"], m["sample_id"], m["metric"]) for m in metrics if m["sample_id"] is not None]
+    assert len(per) == len(set(per)) and {p[2] for p in per} == {"prompt_level_strict_acc", "prompt_level_loose_acc"}
+    assert all(is_known(m["metric"]) for m in metrics)

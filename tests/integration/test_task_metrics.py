@@ -25,13 +25,20 @@ def test_ifeval_numbers_equal_lm_eval_checkers_on_stored_outputs(ifeval_store):
         rows = sorted((r for r in samples if r["variant"] == variant), key=lambda r: r["sample_id"])
         want = aggregate_ifeval(score_ifeval([json.loads(r["doc_json"]) for r in rows], [r["output"] for r in rows]))
         got = {m["metric"]: m["value"] for m in metrics if m["variant"] == variant and m["sample_id"] is None}
+        n = {m["metric"]: m["n"] for m in metrics if m["variant"] == variant and m["sample_id"] is None}
+        assert n["prompt_level_strict_acc"] == len(rows)  # n counts prompts, then instructions
+        assert n["inst_level_strict_acc"] == sum(len(json.loads(r["doc_json"])["instruction_id_list"]) for r in rows)
         for name, value in want.items():
             assert got[name] == pytest.approx(value), name
 
 
 def test_per_sample_ifeval_rows_pair_in_compare(ifeval_store, capsys):
     per_sample = [m for m in read_table(ifeval_store, "metrics").to_pylist() if m["sample_id"] is not None]
-    assert len(per_sample) == 6 * 2 * 2  # prompts x variants x (strict, loose)
+    assert len(per_sample) == 6 * 2 * 4  # prompts x variants x the four measures, under their own names
+    assert {m["metric"] for m in per_sample} == {"prompt_level_strict_acc", "prompt_level_loose_acc",
+                                                 "inst_level_strict_acc", "inst_level_loose_acc"}
+    assert all(m["n"] == 1 for m in per_sample if m["metric"].startswith("prompt_level"))
+    assert all(m["filter"] is None for m in per_sample)
     run_id = read_table(ifeval_store, "runs").column("run_id")[0].as_py()
     assert main(["compare", run_id, "--store", str(ifeval_store)]) == 0
-    assert "ifeval_prompt_level_strict_acc" in capsys.readouterr().out
+    assert "prompt_level_strict_acc" in capsys.readouterr().out

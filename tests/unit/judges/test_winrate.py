@@ -65,8 +65,8 @@ def test_metric_rows_per_task_and_sample():
                   Pair("t2", "0", "q", "x", "y")], "variant:none", "m", "rules", {"error": 0, "unpaired": 1})
     prefs = judge_pairs(LengthJudge(), ps.pairs)
     rows = metric_rows("r", ps, prefs, "length")
-    agg = [r for r in rows if r["metric"] == "judge_win_rate"]
+    agg = [r for r in rows if r["metric"] == "judge_win_rate" and r.get("sample_id") is None]
     assert [(r["task"], r["value"], r["n"]) for r in agg] == [("t1", 0.5, 2), ("t2", 0.5, 1)]
     assert all(r["reference"] == "variant:none" and json.loads(r["details"])["judge"] == "length" for r in rows)
-    per = [r for r in rows if r["metric"] == "judge_pref"]
+    per = [r for r in rows if r["metric"] == "judge_win_rate" and r.get("sample_id") is not None]
     assert [(r["task"], r["sample_id"], r["value"]) for r in per] == [("t1", "0", 1.0), ("t1", "1", 0.0), ("t2", "0", 0.5)]

@@ -88,7 +88,23 @@ def test_metric_rows():
     for m in ifeval.METRICS:
         assert rows[m]["value"] == pytest.approx(agg[m])
     assert rows["prompt_level_strict_acc_non_echo"]["n"] == len(DOCS) - 2
-    assert rows["ifeval_echo_rate"]["value"] == pytest.approx(2 / len(DOCS))
+    assert rows["inst_level_strict_acc"]["n"] == sum(len(d["instruction_id_list"]) for d in DOCS)  # instructions
+    assert rows["prompt_level_strict_acc"]["n"] == len(DOCS) and "ifeval_echo_rate" not in rows  # echo_rate has it
+
+
+def test_per_sample_rows_use_the_measure_names():
+    per = ifeval.score_ifeval(DOCS, OUTPUTS)
+    ids = [str(i) for i in range(len(DOCS))]
+    rows = ifeval.ifeval_metric_rows(per, run_id="r", task="ifeval", model="m", variant="none", sample_ids=ids)
+    one = [r for r in rows if r.get("sample_id") == "0"]
+    assert sorted(r["metric"] for r in one) == sorted(ifeval.METRICS)
+    inst = next(r for r in one if r["metric"] == "inst_level_strict_acc")
+    assert inst["n"] == len(DOCS[0]["instruction_id_list"]) and inst["value"] == pytest.approx(
+        sum(per[0]["inst_level_strict_acc"]) / inst["n"])
+    # lm-eval already stored the four for lm_eval: tasks: only the non-echo numbers are added
+    lm = ifeval.ifeval_metric_rows(per, run_id="r", task="lm_eval:ifeval", model="m", variant="none", sample_ids=ids,
+                                   lm_eval_scored=True)
+    assert {r["metric"] for r in lm} == {m + "_non_echo" for m in ifeval.METRICS}
 
 
 def test_simple_evaluate_with_replayed_outputs_matches(tmp_path):
@@ -139,4 +155,4 @@ def test_simple_evaluate_with_replayed_outputs_matches(tmp_path):
     )
     res = out["results"]["ifeval_fixture"]
     ours = ifeval.aggregate_ifeval(ifeval.score_ifeval(DOCS, OUTPUTS))
-    assert {m: res[f"{m},none"] for m in ifeval.METRICS} == ours
+    assert {m: res[f"{m},none"] for m in ifeval.METRICS} == ours  # lm-eval's own key; the store splits it

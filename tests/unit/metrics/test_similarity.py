@@ -55,7 +55,7 @@ def test_metric_rows():
     assert [r["sample_id"] for r in per] == ["0", "1", "2"]
     d = json.loads(per[0]["details"])
     assert d["domain"] == "poetry" and d["x"] == pytest.approx(0.8) and d["y"] == pytest.approx(0.8)
-    (agg,) = [r for r in rows if r["metric"] == "similarity_spearman_poetry"]
+    (agg,) = [r for r in rows if r["metric"] == "similarity_spearman"]
     assert agg["n"] == 3 and agg.get("sample_id") is None and agg["reference"] == "domain:poetry"
     assert json.loads(agg["details"])["encoder"] == "fake"
 

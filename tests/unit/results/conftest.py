@@ -60,9 +60,9 @@ def build_r1(store: Store) -> None:
                 "n": 4, "ci_low": max(0, val - 0.3), "ci_high": min(1, val + 0.3)}
                for v, val in (("none", 0.25), ("rules", 1.0))]
     for v, vals in (("none", IFEVAL_NONE), ("rules", IFEVAL_RULES)):
-        metrics += [{"run_id": "r1", "task": "mini", "model": "tiny", "variant": v, "metric": "ifeval_prompt_strict",
+        metrics += [{"run_id": "r1", "task": "mini", "model": "tiny", "variant": v, "metric": "prompt_level_strict_acc",
                      "value": float(x), "n": 1, "sample_id": str(i)} for i, x in enumerate(vals)]
-        metrics.append({"run_id": "r1", "task": "mini", "model": "tiny", "variant": v, "metric": "ifeval_prompt_strict",
+        metrics.append({"run_id": "r1", "task": "mini", "model": "tiny", "variant": v, "metric": "prompt_level_strict_acc",
                         "value": sum(vals) / 4, "n": 4, "ci_low": 0.0, "ci_high": 1.0})
     store.write_metrics("r1", from_rows(metrics, "metrics"))
     store.write_run("r1", _run_row(["none", "rules"], 11, "2025-01-01T00:00:00+00:00"))

@@ -35,7 +35,7 @@ HAND = {  # metric: (baseline mean, treatment mean, delta, b01, b10, p)
     "echo": (0.75, 0.25, -0.5, 1, 3, 0.625),
     "role_tag": (0.25, 0.0, -0.25, 0, 1, 1.0),
     "distinct_2": (0.925, 0.96875, 0.04375, None, None, None),
-    "ifeval_prompt_strict": (0.25, 0.75, 0.5, 2, 0, 0.5),
+    "prompt_level_strict_acc": (0.25, 0.75, 0.5, 2, 0, 0.5),
     "refusal": (0.0, 0.0, 0.0, 0, 0, 1.0),
 }
 
@@ -56,7 +56,7 @@ def test_pairing_counts_and_kinds(r1_cmp):
     assert r1_cmp.n_pairs == 4
     assert (r1_cmp.unpaired_baseline, r1_cmp.unpaired_treatment) == (2, 0)
     kinds = {d.metric: d.kind for d in r1_cmp.deltas}
-    assert kinds["eos"] == "bool" and kinds["output_tokens"] == "number" and kinds["ifeval_prompt_strict"] == "bool"
+    assert kinds["eos"] == "bool" and kinds["output_tokens"] == "number" and kinds["prompt_level_strict_acc"] == "bool"
     # built-in metrics first, stored per-sample rows after
     assert [d.metric for d in r1_cmp.deltas][:2] == ["eos", "output_tokens"]
 
@@ -74,7 +74,7 @@ def test_flips_list_prompts_whose_adherence_changed(r1_cmp):
         ("0", "echo"): ("echo", "no echo", True), ("1", "echo"): ("echo", "no echo", True),
         ("2", "echo"): ("echo", "no echo", True), ("3", "echo"): ("no echo", "echo", False),
         ("2", "role_tag"): ("role tag", "no tag", True),
-        ("0", "ifeval_prompt_strict"): ("fail", "pass", True), ("3", "ifeval_prompt_strict"): ("fail", "pass", True),
+        ("0", "prompt_level_strict_acc"): ("fail", "pass", True), ("3", "prompt_level_strict_acc"): ("fail", "pass", True),
     }
     assert [f.sample_id for f in r1_cmp.flips] == sorted(f.sample_id for f in r1_cmp.flips)
 

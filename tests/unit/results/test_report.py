@@ -72,3 +72,19 @@ def test_report_errors(store_root, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(HarnessError, match="not a directory"):
         build_report(res, "r1", tmp_path / "file")
+
+
+def test_report_shows_raw_and_length_controlled_win_rates(store_root, tmp_path):
+    pytest.importorskip("pandas")
+    from harness.judges.winrate import Pair, PairSet, append_metrics, metric_rows
+
+    lengths = [(120, 40, 1.0), (30, 90, 0.0), (200, 60, 1.0), (50, 50, 0.5), (80, 20, 0.75), (10, 70, 0.25)]
+    ps = PairSet([Pair("mini", str(i), "q", "t" * a, "b" * b) for i, (a, b, _) in enumerate(lengths)],
+                 "variant:none", "tiny", "rules")
+    rows = metric_rows("r1", ps, [p for _, _, p in lengths], "length", lc_iters=3)
+    append_metrics(store_root, "r1", rows)
+    md = build_report(harness.results.open(store_root), "r1", tmp_path / "r1").read_text()
+    (raw,) = [r for r in rows if r["metric"] == "judge_win_rate" and r.get("sample_id") is None]
+    (lc,) = [r for r in rows if r["metric"] == "judge_lc_win_rate"]
+    line = next(x for x in md.split("## Judged win rates")[1].splitlines() if x.startswith("| mini | rules"))
+    assert f"{raw['value']:.3f}" in line and f"{lc['value']:.3f}" in line and "variant:none" in line

@@ -96,3 +96,45 @@ def test_two_processes_write_two_runs_into_one_store(tmp_path):
     assert listing == {"ra": shards * per, "rb": shards * per}
     leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_v2_metric_names_are_rewritten_to_one_name_per_measure(tmp_path):
+    # a v2 store after `--tasks lm_eval:ifeval` plus judge and similarity rows
+    rows = [
+        ("lm_eval:ifeval", "prompt_level_strict_acc,none", None, 0.5, 16, '{"source": "lm-eval"}'),
+        ("lm_eval:ifeval", "inst_level_strict_acc,none", None, 0.6, 16, '{"source": "lm-eval"}'),  # n: prompts (v2 bug)
+        ("lm_eval:ifeval", "prompt_level_strict_acc", None, 0.5, 16, None),  # the harness's duplicate
+        ("lm_eval:ifeval", "prompt_level_strict_acc_non_echo", None, 0.4, 10, None),
+        ("lm_eval:ifeval", "ifeval_echo_rate", None, 0.3, 16, None),
+        ("lm_eval:ifeval", "prompt_level_strict_acc,none", "3", 1.0, 1, '{"source": "lm-eval"}'),
+        ("lm_eval:ifeval", "ifeval_prompt_level_strict_acc", "3", 1.0, 1, None),  # duplicate per-sample row
+        ("mini", "ifeval_prompt_level_loose_acc", "0", 0.0, 1, None),
+        ("mini", "judge_pref", "0", 0.5, 1, '{"judge": "length"}'),
+        ("mini", "judge_win_rate", None, 0.5, 1, '{"judge": "length"}'),
+        ("mini", "similarity_spearman_poetry", None, 0.2, 3, None),
+    ]
+    old = pa.table({"task": [r[0] for r in rows], "variant": ["none"] * len(rows), "metric": [r[1] for r in rows],
+                    "sample_id": [r[2] for r in rows], "value": [r[3] for r in rows], "n": [r[4] for r in rows],
+                    "details": [r[5] for r in rows]})
+    _write_raw(tmp_path, "metrics", "old", old, "2")
+    got = {(r["task"], r["metric"], r["filter"], r["sample_id"]): r for r in read_table(tmp_path, "metrics").to_pylist()}
+    assert set(got) == {
+        ("lm_eval:ifeval", "prompt_level_strict_acc", "none", None), ("lm_eval:ifeval", "inst_level_strict_acc", "none", None),
+        ("lm_eval:ifeval", "prompt_level_strict_acc_non_echo", None, None),
+        ("lm_eval:ifeval", "prompt_level_strict_acc", "none", "3"), ("mini", "prompt_level_loose_acc", None, "0"),
+        ("mini", "judge_win_rate", None, "0"), ("mini", "judge_win_rate", None, None),
+        ("mini", "similarity_spearman", None, None)}
+    assert got[("lm_eval:ifeval", "inst_level_strict_acc", "none", None)]["n"] is None  # v2 counted prompts
+    assert got[("lm_eval:ifeval", "prompt_level_strict_acc", "none", None)]["n"] == 16
+    q = harness.results.open(tmp_path).sql("select metric, filter, count(*) as k from metrics where sample_id is null "
+                                           "and task = 'lm_eval:ifeval' group by all")
+    assert all(r["k"] == 1 for r in q.to_pylist())
+
+
+def test_v3_files_written_before_the_rename_are_rewritten_too(tmp_path):
+    old = pa.table({"task": ["lm_eval:t", "lm_eval:t"], "variant": ["none", "none"],
+                    "metric": ["exact_match,none", "inst_level_strict_acc"], "value": [0.5, 0.4], "n": [4, 9],
+                    "filter": [None, "none"]})
+    _write_raw(tmp_path, "metrics", "dev", old, "3")
+    got = sorted((r["metric"], r["filter"], r["n"]) for r in read_table(tmp_path, "metrics").to_pylist())
+    assert got == [("exact_match", "none", 4), ("inst_level_strict_acc", "none", 9)]  # v3-named n kept
