@@ -92,8 +92,8 @@ def test_compare_pairs_different_caps_only_when_asked(capped_run, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--mixed-caps" in err and "3 vs 5" in err
     assert main(["compare", run_id, "--store", str(capped_run), "--mixed-caps"]) == 0
-    assert "caps (max_new_tokens): baseline 3, treatment 5; --mixed-caps: 3 pairs ran with DIFFERENT caps" \
-        in capsys.readouterr().out
+    assert "caps (max_new_tokens): baseline 3, treatment 5; 3 pairs ran with DIFFERENT caps and are compared " \
+        "anyway (mixed caps)" in capsys.readouterr().out
 
 
 def test_paper_and_mini_configs_dry_run(tmp_path, capsys, tiny_model_dir):
