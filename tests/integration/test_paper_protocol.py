@@ -147,3 +147,24 @@ def _prompts(tmp_path):
     p = tmp_path / "p.jsonl"
     p.write_text('{"instruction": "Name a fruit."}\n')
     return p
+
+
+def test_task_until_cuts_native_rows(tmp_path, tiny_model_dir):
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "instruction": "Name a fruit."}\n')
+    task = tmp_path / "t.yaml"
+    base = "task: stop-demo\ndataset_path: d.jsonl\ndoc_to_text: instruction\ngeneration_kwargs:\n  max_gen_toks: 12\n"
+    task.write_text(base)
+    argv = ["run", "--model", "tiny-random-llama", "--tasks", "stop-demo", "--tasks-dir", str(tmp_path),
+            "--variants", "rules:uniform-diversity", "--no-ray", "-q", "--sentinel", "0"]
+    assert main(argv + ["--store", str(tmp_path / "a")]) == 0
+    (full,) = read_table(tmp_path / "a", "samples").to_pylist()
+    text = full["output"]
+    stop = next(text[i:i + 2] for i in range(3, len(text) - 2)
+                if text[i:i + 2].strip() and text.find(text[i:i + 2]) == i)  # first occurrence past index 3
+    task.write_text(base + f"  until: [{json.dumps(stop)}]\n")
+    assert main(argv + ["--store", str(tmp_path / "b")]) == 0
+    (cut,) = read_table(tmp_path / "b", "samples").to_pylist()
+    assert cut["output"] == text[:text.find(stop)] and cut["finish_reason"] == "stop"
+    assert json.loads(cut["decoding_json"])["until"] == [stop] and cut["key"] != full["key"]
+    assert cut["output_token_ids"] == full["output_token_ids"][:len(cut["output_token_ids"])]
+    assert len(cut["output_token_ids"]) < len(full["output_token_ids"])
