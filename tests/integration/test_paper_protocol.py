@@ -82,7 +82,8 @@ def test_forced_divergence_is_recorded_and_flagged(tmp_path, monkeypatch, capsys
 
 
 def test_sentinel_zero_disables(tmp_path, tiny_model_dir):
-    assert main(RUN[:-2] + ["--variants", "none", "--limit", "1", "--store", str(tmp_path), "--sentinel", "0"]) == 0
+    assert main(RUN[:-2] + ["--variants", "none", "--limit", "1", "--max-new-tokens", "4", "--store", str(tmp_path),
+                            "--sentinel", "0"]) == 0
     assert sentinel.SENTINEL_METRIC not in read_table(tmp_path, "metrics").column("metric").to_pylist()
 
 
