@@ -78,7 +78,7 @@ def format_caps(cmp: Comparison) -> str:
     a, b = (", ".join(str(c) for c in caps) or "?" for caps in cmp.caps)
     line = f"caps (max_new_tokens): baseline {a}, treatment {b}"
     if cmp.mixed_caps and cmp.cap_mismatches:
-        return line + f"; --mixed-caps: {cmp.cap_mismatches} pairs ran with DIFFERENT caps and are compared anyway"
+        return line + f"; {cmp.cap_mismatches} pairs ran with DIFFERENT caps and are compared anyway (mixed caps)"
     if cmp.cap_mismatches:
         return line + f"; {cmp.cap_mismatches} pairs with different caps left out (--mixed-caps pairs them)"
     return line

@@ -36,7 +36,7 @@ from harness.tasks.yaml_loader import FunctionRef, where
 
 NOT_HONOURED = {
     "task_alias": "display names are not used by native runs",
-    "doc_to_target": "native runs generate, they do not score targets (use reference_field for judges)",
+    "doc_to_target": "native runs generate and do not score targets; reference_field gives judges a reference",
     "training_split": "native runs read the test (or validation) split only",
     "fewshot_split": "native runs are zero-shot",
 }

@@ -82,7 +82,8 @@ def test_forced_divergence_is_recorded_and_flagged(tmp_path, monkeypatch, capsys
 
 
 def test_sentinel_zero_disables(tmp_path, tiny_model_dir):
-    assert main(RUN[:-2] + ["--variants", "none", "--limit", "1", "--store", str(tmp_path), "--sentinel", "0"]) == 0
+    assert main(RUN[:-2] + ["--variants", "none", "--limit", "1", "--max-new-tokens", "4", "--store", str(tmp_path),
+                            "--sentinel", "0"]) == 0
     assert sentinel.SENTINEL_METRIC not in read_table(tmp_path, "metrics").column("metric").to_pylist()
 
 
@@ -92,8 +93,8 @@ def test_compare_pairs_different_caps_only_when_asked(capped_run, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--mixed-caps" in err and "3 vs 5" in err
     assert main(["compare", run_id, "--store", str(capped_run), "--mixed-caps"]) == 0
-    assert "caps (max_new_tokens): baseline 3, treatment 5; --mixed-caps: 3 pairs ran with DIFFERENT caps" \
-        in capsys.readouterr().out
+    assert "caps (max_new_tokens): baseline 3, treatment 5; 3 pairs ran with DIFFERENT caps and are compared " \
+        "anyway (mixed caps)" in capsys.readouterr().out
 
 
 def test_paper_and_mini_configs_dry_run(tmp_path, capsys, tiny_model_dir):
@@ -155,3 +156,24 @@ def _prompts(tmp_path):
     p = tmp_path / "p.jsonl"
     p.write_text('{"instruction": "Name a fruit."}\n')
     return p
+
+
+def test_task_until_cuts_native_rows(tmp_path, tiny_model_dir):
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "instruction": "Name a fruit."}\n')
+    task = tmp_path / "t.yaml"
+    base = "task: stop-demo\ndataset_path: d.jsonl\ndoc_to_text: instruction\ngeneration_kwargs:\n  max_gen_toks: 12\n"
+    task.write_text(base)
+    argv = ["run", "--model", "tiny-random-llama", "--tasks", "stop-demo", "--tasks-dir", str(tmp_path),
+            "--variants", "rules:uniform-diversity", "--no-ray", "-q", "--sentinel", "0"]
+    assert main(argv + ["--store", str(tmp_path / "a")]) == 0
+    (full,) = read_table(tmp_path / "a", "samples").to_pylist()
+    text = full["output"]
+    stop = next(text[i:i + 2] for i in range(3, len(text) - 2)
+                if text[i:i + 2].strip() and text.find(text[i:i + 2]) == i)  # first occurrence past index 3
+    task.write_text(base + f"  until: [{json.dumps(stop)}]\n")
+    assert main(argv + ["--store", str(tmp_path / "b")]) == 0
+    (cut,) = read_table(tmp_path / "b", "samples").to_pylist()
+    assert cut["output"] == text[:text.find(stop)] and cut["finish_reason"] == "stop"
+    assert json.loads(cut["decoding_json"])["until"] == [stop] and cut["key"] != full["key"]
+    assert cut["output_token_ids"] == full["output_token_ids"][:len(cut["output_token_ids"])]
+    assert len(cut["output_token_ids"]) < len(full["output_token_ids"])

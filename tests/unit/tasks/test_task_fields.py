@@ -35,6 +35,8 @@ def test_unhonoured_fields_fail_validate_and_run(tmp_path, capsys, extra, line, 
     assert main(["run", "--model", "tiny-random-llama", "--tasks", "t", "--tasks-dir", str(tmp_path),
                  "--store", str(store), "--no-ray", "-q", "--dry-run"]) == 2
     assert f"{field}" in capsys.readouterr().err and not store.exists()
+    if "metric_list" not in extra:
+        assert main(["tasks", "validate", str(p), "--lm-eval"]) == 0  # lm-eval honours them
 
 
 def test_domain_reaches_prompt_items(tmp_path):
