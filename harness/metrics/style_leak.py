@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from harness.errors import HarnessError, did_you_mean
 from harness.metrics.shape import ROLE_TAGS
-from harness.metrics.summary import KEYS, rate_row
+from harness.metrics.rows import KEYS, rate_row
 from harness.store.schema import from_rows
 
 LABELS: tuple[str, ...] = ("poetry", "gsm", "code", "chess", "recipe")

@@ -24,7 +24,9 @@ HISTORY: dict[int, str] = {
     1: "samples, metrics, runs as first released",
     2: "metrics.sample_id: per-sample metric rows (IFEval booleans, judge verdicts, similarity points)",
     3: "samples.engine, samples.max_new_tokens, samples.decoding_json, samples.prompt_truncated_tokens: "
-       "what ran for each row; metrics.filter: lm-eval's filter name as a column",
+       "what ran for each row; metrics.filter: lm-eval's filter name as a column; samples.row_metrics_version, "
+       "samples.shape_echo/shape_role_tag/shape_refusal/shape_distinct_2, samples.style_labels: per-row metrics "
+       "scored at commit (harness/metrics/stored.py), NULL on older rows, which are scored on read",
 }
 
 SAMPLES = pa.schema(
@@ -62,6 +64,13 @@ SAMPLES = pa.schema(
         pa.field("max_new_tokens", pa.int32()),  # the cap this row ran with
         pa.field("decoding_json", pa.string()),  # every decoding field that ran, JSON
         pa.field("prompt_truncated_tokens", pa.int32()),  # tokens dropped from the prompt's left (opt-in)
+        # v3: per-row metrics scored once at commit (harness/metrics/stored.py); NULL -> scored on read
+        pa.field("row_metrics_version", pa.int32()),
+        pa.field("shape_echo", pa.bool_()),
+        pa.field("shape_role_tag", pa.bool_()),
+        pa.field("shape_refusal", pa.bool_()),
+        pa.field("shape_distinct_2", pa.float64()),
+        pa.field("style_labels", pa.list_(pa.string())),
     ],
     metadata={"harness.table": "samples", "harness.schema_version": str(SCHEMA_VERSION)},
 )
