@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.errors import HarnessError, did_you_mean
+from harness.metrics.domains import STYLE_DOMAINS
 
 KEY_COLUMNS = ("task", "sample_id")
 
@@ -67,7 +68,6 @@ SHAPE_METRICS = (
     MetricInfo("refusal", "bool", None, ("no refusal", "refusal"), "output opens with a refusal phrase"),
 )
 
-STYLE_DOMAINS = ("poetry", "gsm", "code", "chess", "recipe")
 STYLE_METRICS = tuple(MetricInfo(f"style_leak_{d}", "bool", None, (f"not {d}", f"{d} style"),
                                  f"output shows the {d} finetuning domain's style") for d in STYLE_DOMAINS)
 
