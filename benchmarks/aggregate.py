@@ -10,6 +10,7 @@ Usage::
 
     .venv/bin/python benchmarks/aggregate.py            # 1,000,000 rows
     .venv/bin/python benchmarks/aggregate.py --rows 200000 --scalar-rows 20000
+    .venv/bin/python benchmarks/aggregate.py --rows 0 --store-rows 10000000   # 10 M rows on disk
 
 Everything is Arrow compute plus numpy: no Python loop runs per row. ``--scalar-rows``
 also times the scalar (pure Python) definitions on a slice, for comparison.
@@ -136,14 +137,17 @@ def with_stored(samples: pa.Table) -> pa.Table:
     return samples
 
 
-def build_store(path: Path, rows: int, seed: int) -> None:
+def build_store(path: Path, rows: int, seed: int, scored: bool) -> None:
     """Write a run ``bench`` of ``rows`` rows to ``path`` once, 1,000,000 rows per file (row groups
-    of 65,536), with stored metric columns; only one file's rows are in memory at a time."""
-    if (path / "DONE").exists() and (path / "DONE").read_text() == str(rows):
+    of 65,536), with stored metric columns unless ``scored`` (then summaries score the text);
+    only one file's rows are in memory at a time."""
+    tag = f"{rows} {'scored' if scored else 'stored'}"
+    if (path / "DONE").exists() and (path / "DONE").read_text() == tag:
         return
     shutil.rmtree(path, ignore_errors=True)
     block = min(rows, 1_000_000)
-    base = with_stored(build_samples(block, seed))  # later files repeat the first with new keys
+    base = build_samples(block, seed)  # later files repeat the first with new keys
+    base = base if scored else with_stored(base)
     for i, start in enumerate(range(0, rows, block)):
         n = min(block, rows - start)
         part = base.slice(0, n).set_column(
@@ -153,7 +157,7 @@ def build_store(path: Path, rows: int, seed: int) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         table = conform(part, "samples").drop_columns(["run_id"])
         pq.write_table(table, out, compression="zstd", row_group_size=shape.CHUNK_ROWS)
-    (path / "DONE").write_text(str(rows))
+    (path / "DONE").write_text(tag)
 
 
 def store_child(path: str, repeat: int) -> None:
@@ -166,21 +170,8 @@ def store_child(path: str, repeat: int) -> None:
     print(f"summarize_store(): {best:.2f} s wall ({cpu:.2f} s CPU) for {n:,} rows, peak RSS {rss:.0f} MiB; {_load()}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=1, help="time each summary this many times, report the best")
-    ap.add_argument("--scalar-rows", type=int, default=0, help="time the pure-Python twins on N rows")
-    ap.add_argument("--store-rows", type=int, default=0, help="also summarise a store of N rows on disk (e.g. 10000000)")
-    ap.add_argument("--store-dir", default=os.path.join(tempfile.gettempdir(), "harness-aggregate-bench"),
-                    help="where the --store-rows store is generated once and reused")
-    ap.add_argument("--store-child", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.store_child:
-        return store_child(args.store_child, args.repeat)
-
-    print(f"cpus={os.cpu_count()} {_load()}")
+def in_memory(args) -> None:
+    """The in-memory cases: scored on read (1 and all threads), stored columns, stages, scalar twin."""
     samples, t_build = _timed(build_samples, args.rows, args.seed)
     mean_chars = pc.mean(pc.utf8_length(samples.column("output"))).as_py()
     print(f"built {samples.num_rows:,} rows in {t_build:.1f} s (mean output {mean_chars:.0f} chars); {_load()}")
@@ -235,12 +226,33 @@ def main() -> None:
         print(f"scalar Python shape_row on {len(sub):,} rows: {t_scalar:.2f} s wall / {_timed.cpu:.2f} s CPU "
               f"(~{t_scalar * scale:.0f} s / {_timed.cpu * scale:.0f} s extrapolated to {args.rows:,})")
 
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=1, help="time each summary this many times, report the best")
+    ap.add_argument("--scalar-rows", type=int, default=0, help="time the pure-Python twins on N rows")
+    ap.add_argument("--store-rows", type=int, default=0, help="also summarise a store of N rows on disk (e.g. 10000000)")
+    ap.add_argument("--store-dir", default=os.path.join(tempfile.gettempdir(), "harness-aggregate-bench"),
+                    help="where the --store-rows store is generated once and reused")
+    ap.add_argument("--store-scored", action="store_true",
+                    help="the store has no stored metric columns (rows from before v3): summaries score the text")
+    ap.add_argument("--store-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.store_child:
+        return store_child(args.store_child, args.repeat)
+
+    print(f"cpus={os.cpu_count()} {_load()}")
+    if args.rows:
+        in_memory(args)
     if args.store_rows:
-        del samples, with_cols, ok, output, instr
         path = Path(args.store_dir)
-        _, t = _timed(build_store, path, args.store_rows, args.seed)
+        _, t = _timed(build_store, path, args.store_rows, args.seed, args.store_scored)
         size = sum(p.stat().st_size for p in path.rglob("*.parquet")) / 2**30
-        print(f"store of {args.store_rows:,} rows at {path} ({size:.2f} GiB of Parquet) ready in {t:.1f} s")
+        kind = "without stored columns (text scored on read)" if args.store_scored else "with stored columns"
+        print(f"store of {args.store_rows:,} rows {kind} at {path} ({size:.2f} GiB of Parquet) ready in {t:.1f} s")
         subprocess.run([sys.executable, __file__, "--store-child", str(path), "--repeat", str(args.repeat)], check=True)
 
 

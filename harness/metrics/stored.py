@@ -107,7 +107,7 @@ def row_features(read: Callable[[tuple[str, ...]], pa.Table], style: bool = Fals
         >>> row_features(t.select).to_pylist()[0]["distinct_2"]
         0.6666666666666666
     """
-    narrow = read(NARROW_COLUMNS)
+    narrow = read(NARROW_COLUMNS if style else tuple(c for c in NARROW_COLUMNS if c != STYLE_COLUMN))
     n = narrow.num_rows
     ok = _np(pc.equal(_col(narrow, "status", pa.string()), "ok"), False).astype(bool)
     current = _np(pc.equal(_col(narrow, VERSION_COLUMN, pa.int32()), ROW_METRICS_VERSION), False).astype(bool)
