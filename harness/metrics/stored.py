@@ -125,11 +125,14 @@ def row_features(read: Callable[[tuple[str, ...]], pa.Table], style: bool = Fals
     if need.any() or style_need.any():
         text = read(TEXT_COLUMNS)
     if need.any():
-        scored = stored_columns(text.filter(pa.array(need)), style=False)
+        # Mostly-unscored batches (old stores) are scored whole: cheaper than copying their strings.
+        whole = need.sum() > n // 2
+        scored = stored_columns(text if whole else text.filter(pa.array(need)), style=False)
+        pick = need if whole else slice(None)
         for name, src in SHAPE_COLUMNS.items():
             if src in feats:
-                feats[src][need] = _np(scored[name], False)
-        distinct[need] = _np(scored["shape_distinct_2"], np.nan)
+                feats[src][need] = _np(scored[name], False)[pick]
+        distinct[need] = _np(scored["shape_distinct_2"], np.nan)[pick]
     eos = _np(pc.equal(_col(narrow, "finish_reason", pa.string()), "eos"), False).astype(bool)
     ntok = _col(narrow, "num_output_tokens", pa.int64())
     if (ok & ~np.asarray(ntok.is_valid())).any():  # fall back to the token list's length

@@ -126,13 +126,14 @@ def test_commit_columns_equal_shape_row_per_row():
         assert r["row_metrics_version"] == stored.ROW_METRICS_VERSION
 
 
-def test_stale_or_missing_stored_columns_are_rescored():
+@pytest.mark.parametrize("every", [1, 5], ids=["most-rows", "few-rows"])  # scored whole / filtered first
+def test_stale_or_missing_stored_columns_are_rescored(every):
     rows = _with_stored(ROWS)
     for i, r in enumerate(rows):  # wrong values under an old version, and rows without columns
-        if i % 3 == 0:
+        if i % (2 * every) == 0:
             r |= {"row_metrics_version": stored.ROW_METRICS_VERSION - 1, "shape_echo": not r["shape_echo"],
                   "shape_distinct_2": 0.0, "style_labels": ["chess"]}
-        elif i % 3 == 1:
+        elif i % (2 * every) == 1:
             r |= {"row_metrics_version": None, "shape_echo": None, "style_labels": None}
     _check_against_oracle(summarize(from_rows(rows, "samples"), "r1", style=True), ROWS, style=True)
 
