@@ -87,6 +87,11 @@ def _np(arr: pa.Array, fill) -> np.ndarray:
     return pc.fill_null(arr, fill).to_numpy(zero_copy_only=False)
 
 
+def table_reader(table: pa.Table) -> Callable[[tuple[str, ...]], pa.Table]:
+    """A ``read(columns)`` for :func:`row_features` over an in-memory table (absent columns left out)."""
+    return lambda cols: table.select([c for c in cols if c in table.column_names])
+
+
 def row_features(read: Callable[[tuple[str, ...]], pa.Table], style: bool = False) -> pa.Table:
     """Keys and per-row features of one batch, from stored columns where current, else scored.
 
@@ -104,7 +109,7 @@ def row_features(read: Callable[[tuple[str, ...]], pa.Table], style: bool = Fals
     Example:
         >>> t = pa.table({"task": ["t"], "model": ["m"], "variant": ["v"], "status": ["ok"],
         ...               "output": ["a b a b"], "finish_reason": ["eos"]})
-        >>> row_features(t.select).to_pylist()[0]["distinct_2"]
+        >>> row_features(table_reader(t)).to_pylist()[0]["distinct_2"]
         0.6666666666666666
     """
     narrow = read(NARROW_COLUMNS if style else tuple(c for c in NARROW_COLUMNS if c != STYLE_COLUMN))

@@ -50,7 +50,7 @@ import pyarrow.parquet as pq
 from harness.errors import HarnessError
 from harness.metrics.rows import KEYS, mean_row, rate_row
 from harness.metrics.shape import CHUNK_ROWS
-from harness.metrics.stored import FLAGS, MEANS, row_features
+from harness.metrics.stored import FLAGS, MEANS, row_features, table_reader
 from harness.metrics.style_leak import LABELS
 from harness.store.schema import SCHEMA_VERSION, file_version, from_rows
 
@@ -156,11 +156,8 @@ def summarize(samples: pa.Table, run_id: str, style: bool = False, workers: int 
         ``error_rate``.
     """
 
-    def reader(batch: pa.Table) -> Reader:
-        return lambda cols: batch.select([c for c in cols if c in batch.column_names])
-
     batches = (samples.slice(i, CHUNK_ROWS) for i in range(0, samples.num_rows, CHUNK_ROWS))
-    return summarize_batches([reader(b) for b in batches], run_id, style, workers)
+    return summarize_batches([table_reader(b) for b in batches], run_id, style, workers)
 
 
 def summarize_store(root: str | Path, run_id: str, style: bool = False, workers: int | None = None) -> pa.Table:

@@ -152,8 +152,7 @@ def test_style_rows_equal_leak_rates():
 def test_merged_batches_and_threads_equal_one_batch(batch):
     samples = from_rows(ROWS, "samples")
     whole = summarize(samples, "r1", workers=1)
-    readers = [(lambda b: lambda cols: b.select([c for c in cols if c in b.column_names]))(samples.slice(i, batch))
-               for i in range(0, samples.num_rows, batch)]
+    readers = [stored.table_reader(samples.slice(i, batch)) for i in range(0, samples.num_rows, batch)]
     merged = summarize_batches(readers, "r1", workers=2)
     assert merged.drop_columns(["value", "ci_low", "ci_high", "details"]).equals(
         whole.drop_columns(["value", "ci_low", "ci_high", "details"]))
