@@ -192,3 +192,13 @@ def test_streaming_reads_no_text_when_columns_are_stored(tmp_path, monkeypatch):
 
 def test_store_without_run_gives_empty_metrics(tmp_path):
     assert summarize_store(tmp_path, "nope").num_rows == 0
+
+
+def test_streaming_refuses_a_file_from_a_newer_schema(tmp_path):
+    from harness.errors import HarnessError
+
+    path = Store(tmp_path).write_samples("r1", 0, ROWS[:3])
+    table = pq.read_table(path)
+    pq.write_table(table.replace_schema_metadata({"harness.schema_version": "99"}), path)
+    with pytest.raises(HarnessError, match="part-000000.parquet: written under a newer schema"):
+        summarize_store(tmp_path, "r1")
