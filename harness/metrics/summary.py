@@ -2,9 +2,13 @@
 
 :func:`summarize` turns a ``samples`` table into one ``metrics`` row per
 (task, model, variant, metric). Only rows with ``status == "ok"`` are scored; every
-other row counts as an error and is reported as ``error_rate``. All per-row work is
-vectorised (:func:`harness.metrics.shape.shape_table`) and the group-by runs in Arrow,
-so a million rows need no Python loop per row.
+other row counts as an error and is reported as ``error_rate``. Per-row flags come from
+the columns the runner stores at commit (:mod:`harness.metrics.stored`) or, for rows
+without them, from the vectorised scorer (:func:`harness.metrics.shape.shape_table`);
+rows are processed in 65,536-row blocks on all CPUs, each block's group-by (in Arrow)
+gives sufficient statistics that are merged, so a million rows need no Python loop per
+row and :func:`summarize_store` streams a store larger than memory. ``style=True`` adds
+``style_leak_<domain>`` rates for every domain of :data:`harness.metrics.domains.STYLE_DOMAINS`.
 
 Metrics (docs/metrics.md gives formulas and edge cases):
 
