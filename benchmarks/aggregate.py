@@ -212,8 +212,13 @@ def in_memory(args) -> None:
           f"= {_goal(t_fast)}; {_load()}")
     print(f"[scored on read] summarize(): {t_scored:.2f} s wall ({cpu_scored:.2f} s CPU) on {os.cpu_count()} threads "
           f"= {_goal(t_scored)}; one thread {t_one:.2f} s wall ({cpu_one:.2f} s CPU) = {_goal(t_one)}; {_load()}")
-    print(f"commit-time scoring of the stored columns (shape, vectorised): {t_commit:.2f} s for {args.rows:,} rows "
+    print(f"vectorised scoring of the stored shape columns for the whole table: {t_commit:.2f} s for {args.rows:,} rows "
           f"({1e6 * t_commit / max(1, args.rows):.1f} us/row); identical metrics on all three paths: {'yes' if same else 'NO'}")
+
+    commit_rows = samples.slice(0, 5000).to_pylist()
+    _, t = _timed(stored.commit_columns, commit_rows)
+    print(f"stored.commit_columns (the runner's per-shard hook: shape flags + style labels) on {len(commit_rows):,} rows: "
+          f"{t:.2f} s wall / {_timed.cpu:.2f} s CPU = {1e6 * _timed.cpu / max(1, len(commit_rows)):.0f} us CPU per row; {_load()}")
 
     if args.scalar_rows:
         sub = ok.slice(0, args.scalar_rows).to_pylist()
