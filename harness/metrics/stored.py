@@ -115,7 +115,7 @@ def row_features(read: Callable[[tuple[str, ...]], pa.Table], style: bool = Fals
     narrow = read(NARROW_COLUMNS if style else tuple(c for c in NARROW_COLUMNS if c != STYLE_COLUMN))
     n = narrow.num_rows
     ok = _np(pc.equal(_col(narrow, "status", pa.string()), "ok"), False).astype(bool)
-    current = _np(pc.equal(_col(narrow, VERSION_COLUMN, pa.int32()), ROW_METRICS_VERSION), False).astype(bool)
+    current = _current(narrow)
     have = ok & current
     need = ok & ~current
     feats: dict[str, np.ndarray] = {c: np.zeros(n, bool) for c in FLAGS[1:]}
@@ -156,11 +156,63 @@ def row_features(read: Callable[[tuple[str, ...]], pa.Table], style: bool = Fals
     return pa.table(out)
 
 
-def _style_flags(labels: pa.Array, text: pa.Table | None, ok: np.ndarray, need: np.ndarray) -> dict[str, pa.Array]:
-    """``style_<label>`` flags: stored labels where present, :func:`detect` on ``need`` rows."""
-    stored = labels.to_pylist()
+def _labels(labels: pa.Array, text: pa.Table | None, need: np.ndarray) -> list:
+    """Per-row label lists: stored where present, :func:`detect` on ``need`` rows."""
+    out = labels.to_pylist()
     if need.any():
-        outputs = text.column("output").to_pylist() if "output" in text.column_names else [None] * len(ok)
+        outputs = text.column("output").to_pylist() if "output" in text.column_names else [None] * len(out)
         for i in np.flatnonzero(need):
-            stored[i] = detect(outputs[i] or "")
-    return {f"style_{lab}": pa.array([lab in (s or ()) for s in stored], mask=~ok) for lab in LABELS}
+            out[i] = detect(outputs[i] or "")
+    return out
+
+
+def _style_flags(labels: pa.Array, text: pa.Table | None, ok: np.ndarray, need: np.ndarray) -> dict[str, pa.Array]:
+    """``style_<label>`` flags of ok rows (null elsewhere)."""
+    found = _labels(labels, text, need)
+    return {f"style_{lab}": pa.array([lab in (s or ()) for s in found], mask=~ok) for lab in LABELS}
+
+
+def _current(samples: pa.Table) -> np.ndarray:
+    return _np(pc.equal(_col(samples, VERSION_COLUMN, pa.int32()), ROW_METRICS_VERSION), False).astype(bool)
+
+
+def shape_flags(samples: pa.Table) -> pa.Table:
+    """:func:`harness.metrics.shape.shape_table`, taking stored columns where current (same rows, same order).
+
+    The per-sample ``shape`` provider of ``harness compare`` / ``harness report``.
+
+    Example:
+        >>> t = pa.table({"output": ["Hi <|user|>"], "row_metrics_version": [ROW_METRICS_VERSION],
+        ...               "shape_role_tag": [False]})  # a stored value wins over the text
+        >>> shape_flags(t).column("role_tag").to_pylist()
+        [False]
+    """
+    current = _current(samples)
+    if not current.any():
+        return shape_table(samples)
+    blank = pa.array(current)  # current rows are scored as empty text, then take their stored values
+    cols = {c: pc.if_else(blank, "", _col(samples, c, pa.string())) for c in TEXT_COLUMNS}
+    cols |= {c: samples.column(c) for c in ("finish_reason", "num_output_tokens", "output_token_ids")
+             if c in samples.column_names}
+    feats = shape_table(pa.table(cols))
+    source = {src: name for name, src in SHAPE_COLUMNS.items()}
+    return pa.table({
+        c: feats.column(c) if c not in source else
+        pc.if_else(blank, _col(samples, source[c], feats.schema.field(c).type), feats.column(c).combine_chunks())
+        for c in feats.column_names
+    })
+
+
+def style_leak_flags(samples: pa.Table) -> pa.Table:
+    """Per-row ``style_leak_<label>`` flags for every label, from stored ``style_labels`` where current.
+
+    The per-sample ``style_leak`` provider of ``harness compare`` / ``harness report``.
+
+    Example:
+        >>> style_leak_flags(pa.table({"output": ["x <<1+1=2>>2"]})).column("style_leak_gsm").to_pylist()
+        [True]
+    """
+    labels = _col(samples, STYLE_COLUMN, pa.list_(pa.string()))
+    need = ~(_current(samples) & np.asarray(labels.is_valid()))
+    found = _labels(labels, samples, need)
+    return pa.table({f"style_leak_{lab}": pa.array([lab in (s or ()) for s in found], pa.bool_()) for lab in LABELS})

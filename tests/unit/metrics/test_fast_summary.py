@@ -202,3 +202,23 @@ def test_streaming_refuses_a_file_from_a_newer_schema(tmp_path):
     pq.write_table(table.replace_schema_metadata({"harness.schema_version": "99"}), path)
     with pytest.raises(HarnessError, match="part-000000.parquet: written under a newer schema"):
         summarize_store(tmp_path, "r1")
+
+
+def test_per_sample_providers_read_stored_columns_and_equal_the_scorers():
+    rows = _with_stored(ROWS)
+    for i, r in enumerate(rows):  # a third stale, a third without columns
+        if i % 3 == 0:
+            r |= {"row_metrics_version": stored.ROW_METRICS_VERSION - 1, "shape_echo": not r["shape_echo"],
+                  "style_labels": ["chess"]}
+        elif i % 3 == 1:
+            r |= {"row_metrics_version": None, "shape_echo": None, "style_labels": None}
+    table = from_rows(rows, "samples")
+    assert stored.shape_flags(table).to_pylist() == shape.shape_table(from_rows(ROWS, "samples")).to_pylist()
+    got = stored.style_leak_flags(table).to_pylist()
+    for r, g in zip(ROWS, got):
+        found = style_leak.detect(r["output"] or "")
+        assert g == {f"style_leak_{d}": d in found for d in style_leak.LABELS}, r["key"]
+    # a current stored value is what the providers return, without looking at the text
+    fake = from_rows([rows[2] | {"output": "plain text", "shape_role_tag": True, "style_labels": ["recipe"]}], "samples")
+    assert stored.shape_flags(fake).column("role_tag").to_pylist() == [True]
+    assert stored.style_leak_flags(fake).column("style_leak_recipe").to_pylist() == [True]
