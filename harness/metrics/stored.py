@@ -143,7 +143,8 @@ def row_features(read: Callable[[tuple[str, ...]], pa.Table], style: bool = Fals
     if (ok & ~np.asarray(ntok.is_valid())).any():  # fall back to the token list's length
         ids = read(("output_token_ids",))
         if "output_token_ids" in ids.column_names:
-            ntok = pc.coalesce(ntok, pc.list_value_length(_col(ids, "output_token_ids", pa.list_(pa.int32()))).cast(pa.int64()))
+            lengths = pc.list_value_length(_col(ids, "output_token_ids", pa.list_(pa.int32())))
+            ntok = pc.coalesce(ntok, lengths.cast(pa.int64()))
     mask = ~ok
     out = {k: pc.fill_null(_col(narrow, k, pa.string()), "") for k in KEYS}
     out["ok"] = pa.array(ok)

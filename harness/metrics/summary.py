@@ -122,7 +122,9 @@ def _rows(acc: dict[tuple, dict], run_id: str, style: bool) -> pa.Table:
     return from_rows(rows, "metrics")
 
 
-def summarize_batches(readers: Iterable[Reader], run_id: str, style: bool = False, workers: int | None = None) -> pa.Table:
+def summarize_batches(
+    readers: Iterable[Reader], run_id: str, style: bool = False, workers: int | None = None
+) -> pa.Table:
     """:func:`summarize` over batches given as readers, scored on ``workers`` threads (default: all CPUs).
 
     Only one batch per worker is in memory at a time, so a store larger than memory
@@ -177,7 +179,8 @@ def summarize_store(root: str | Path, run_id: str, style: bool = False, workers:
     for f in files:
         meta = pq.ParquetFile(f)
         if file_version(meta.schema_arrow) > SCHEMA_VERSION:
-            raise HarnessError(f"{f}: written under a newer schema than this harness's {SCHEMA_VERSION}; upgrade harness")
+            raise HarnessError(f"{f}: written under a newer schema than this harness's {SCHEMA_VERSION}; "
+                               "upgrade harness")
         names = set(meta.schema_arrow.names)
         parts += [(f, i, names) for i in range(meta.num_row_groups)]
 
