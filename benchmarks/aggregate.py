@@ -10,6 +10,7 @@ Usage::
 
     .venv/bin/python benchmarks/aggregate.py            # 1,000,000 rows
     .venv/bin/python benchmarks/aggregate.py --rows 200000 --scalar-rows 20000
+    .venv/bin/python benchmarks/aggregate.py --rows 0 --store-rows 10000000   # 10 M rows on disk
 
 Everything is Arrow compute plus numpy: no Python loop runs per row. ``--scalar-rows``
 also times the scalar (pure Python) definitions on a slice, for comparison.
@@ -19,15 +20,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from harness.metrics import shape
-from harness.metrics.summary import format_summary, summarize
-from harness.store.schema import SAMPLES
+from harness.metrics import shape, stored
+from harness.metrics.summary import format_summary, summarize, summarize_store
+from harness.store.schema import SAMPLES, conform
 
 GOAL_S = 2.0
 SPACE = pa.scalar(" ", pa.large_string())
@@ -104,29 +111,84 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=1, help="time summarize() this many times, report the best")
-    ap.add_argument("--scalar-rows", type=int, default=0, help="time the pure-Python twins on N rows")
-    args = ap.parse_args()
+def _load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
+
+def _goal(t: float) -> str:
+    return f"{t / GOAL_S:.2f}x the {GOAL_S:.0f} s goal"
+
+
+def _best(fn, repeat: int):
+    """(result, best wall s, CPU s of that call) over ``repeat`` calls."""
+    best, cpu, out = float("inf"), float("inf"), None
+    for _ in range(repeat):
+        out, t = _timed(fn)
+        if t < best:
+            best, cpu = t, _timed.cpu
+    return out, best, cpu
+
+
+def with_stored(samples: pa.Table) -> pa.Table:
+    """``samples`` plus the stored metric columns (shape only; style labels stay null)."""
+    cols = stored.stored_columns(samples, style=False)
+    for name, col in cols.items():
+        samples = samples.append_column(name, col)
+    return samples
+
+
+def build_store(path: Path, rows: int, seed: int, scored: bool) -> None:
+    """Write a run ``bench`` of ``rows`` rows to ``path`` once, 1,000,000 rows per file (row groups
+    of 65,536), with stored metric columns unless ``scored`` (then summaries score the text);
+    only one file's rows are in memory at a time."""
+    tag = f"{rows} {'scored' if scored else 'stored'}"
+    if (path / "DONE").exists() and (path / "DONE").read_text() == tag:
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    block = min(rows, 1_000_000)
+    base = build_samples(block, seed)  # later files repeat the first with new keys
+    base = base if scored else with_stored(base)
+    for i, start in enumerate(range(0, rows, block)):
+        n = min(block, rows - start)
+        part = base.slice(0, n).set_column(
+            base.schema.get_field_index("key"), "key", pa.array(np.arange(start, start + n).astype(str))
+        )
+        out = path / "samples" / "run_id=bench" / f"part-{i:06d}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table = conform(part, "samples").drop_columns(["run_id"])
+        pq.write_table(table, out, compression="zstd", row_group_size=shape.CHUNK_ROWS)
+    (path / "DONE").write_text(tag)
+
+
+def store_child(path: str, repeat: int) -> None:
+    """Time summarize_store on a store (run in a child process so its peak RSS is its own)."""
+    metrics, best, cpu = _best(lambda: summarize_store(path, "bench"), repeat)
+    n = sum(r["n"] for r in metrics.to_pylist() if r["metric"] == "error_rate")
+    # VmHWM is this process's own peak (ru_maxrss would carry the parent's across exec)
+    hwm = next(ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM"))
+    rss = int(hwm.split()[1]) / 1024
+    print(f"summarize_store(): {best:.2f} s wall ({cpu:.2f} s CPU) for {n:,} rows, peak RSS {rss:.0f} MiB; {_load()}")
+
+
+def in_memory(args) -> None:
+    """The in-memory cases: scored on read (1 and all threads), stored columns, stages, scalar twin."""
     samples, t_build = _timed(build_samples, args.rows, args.seed)
     mean_chars = pc.mean(pc.utf8_length(samples.column("output"))).as_py()
-    print(f"built {samples.num_rows:,} rows in {t_build:.1f} s (mean output {mean_chars:.0f} chars); "
-          f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}")
+    print(f"built {samples.num_rows:,} rows in {t_build:.1f} s (mean output {mean_chars:.0f} chars); {_load()}")
 
-    best, best_cpu, metrics = float("inf"), float("inf"), None
-    for _ in range(args.repeat):
-        metrics, t = _timed(summarize, samples, "bench")
-        best, best_cpu = min(best, t), min(best_cpu, _timed.cpu)
+    # 1. rows without stored columns (written before v3's commit-time scoring): scored on read
+    scored, t_scored, cpu_scored = _best(lambda: summarize(samples, "bench"), args.repeat)
+    one, t_one, cpu_one = _best(lambda: summarize(samples, "bench", workers=1), 1)
+    # 2. rows with the columns the runner stores at commit (harness.metrics.stored)
+    with_cols, t_commit = _timed(with_stored, samples)
+    fast, t_fast, cpu_fast = _best(lambda: summarize(with_cols, "bench"), args.repeat)
+    same = fast.equals(scored) and one.equals(scored)
 
     ok = samples.filter(pc.equal(samples.column("status"), "ok"))
     output = pc.fill_null(ok.column("output").combine_chunks().cast(pa.large_string()), "")
     instr = pc.fill_null(ok.column("instruction").combine_chunks().cast(pa.large_string()), "")
 
-    # The same stages as shape_table, block by block, to show where the time goes.
+    # The same stages as shape_table, block by block on one thread, to show where the time goes.
     def blocks(fn, *arrays):
         return [fn(*(a.slice(i, shape.CHUNK_ROWS) for a in arrays)) for i in range(0, len(output), shape.CHUNK_ROWS)]
 
@@ -142,12 +204,21 @@ def main() -> None:
         _, t = _timed(blocks, fn, *arrays)
         stages[name] = (t, _timed.cpu)
 
-    print(format_summary(metrics))
+    print(format_summary(fast))
     print()
-    print(f"stages on {ok.num_rows:,} ok rows (wall / CPU): "
-          + ", ".join(f"{k} {w:.2f} / {c:.2f} s" for k, (w, c) in stages.items()))
-    print(f"summarize(): {best:.2f} s wall ({best_cpu:.2f} s CPU) for {args.rows:,} rows "
-          f"= {best / GOAL_S:.2f}x the {GOAL_S:.0f} s goal; load average now {os.getloadavg()[0]:.2f}")
+    print(f"scoring stages on {ok.num_rows:,} ok rows, one thread (wall / CPU / share of the goal): "
+          + ", ".join(f"{k} {w:.2f} / {c:.2f} s / {w / GOAL_S:.2f}x" for k, (w, c) in stages.items()))
+    print(f"[stored columns] summarize(): {t_fast:.2f} s wall ({cpu_fast:.2f} s CPU) for {args.rows:,} rows "
+          f"= {_goal(t_fast)}; {_load()}")
+    print(f"[scored on read] summarize(): {t_scored:.2f} s wall ({cpu_scored:.2f} s CPU) on {os.cpu_count()} threads "
+          f"= {_goal(t_scored)}; one thread {t_one:.2f} s wall ({cpu_one:.2f} s CPU) = {_goal(t_one)}; {_load()}")
+    print(f"vectorised scoring of the stored shape columns for the whole table: {t_commit:.2f} s for {args.rows:,} rows "
+          f"({1e6 * t_commit / max(1, args.rows):.1f} us/row); identical metrics on all three paths: {'yes' if same else 'NO'}")
+
+    commit_rows = samples.slice(0, 5000).to_pylist()
+    _, t = _timed(stored.commit_columns, commit_rows)
+    print(f"stored.commit_columns (the runner's per-shard hook: shape flags + style labels) on {len(commit_rows):,} rows: "
+          f"{t:.2f} s wall / {_timed.cpu:.2f} s CPU = {1e6 * _timed.cpu / max(1, len(commit_rows)):.0f} us CPU per row; {_load()}")
 
     if args.scalar_rows:
         sub = ok.slice(0, args.scalar_rows).to_pylist()
@@ -159,6 +230,35 @@ def main() -> None:
         scale = args.rows / max(1, len(sub))
         print(f"scalar Python shape_row on {len(sub):,} rows: {t_scalar:.2f} s wall / {_timed.cpu:.2f} s CPU "
               f"(~{t_scalar * scale:.0f} s / {_timed.cpu * scale:.0f} s extrapolated to {args.rows:,})")
+
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=1, help="time each summary this many times, report the best")
+    ap.add_argument("--scalar-rows", type=int, default=0, help="time the pure-Python twins on N rows")
+    ap.add_argument("--store-rows", type=int, default=0, help="also summarise a store of N rows on disk (e.g. 10000000)")
+    ap.add_argument("--store-dir", default=os.path.join(tempfile.gettempdir(), "harness-aggregate-bench"),
+                    help="where the --store-rows store is generated once and reused")
+    ap.add_argument("--store-scored", action="store_true",
+                    help="the store has no stored metric columns (rows from before v3): summaries score the text")
+    ap.add_argument("--store-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.store_child:
+        return store_child(args.store_child, args.repeat)
+
+    print(f"cpus={os.cpu_count()} {_load()}")
+    if args.rows:
+        in_memory(args)
+    if args.store_rows:
+        path = Path(args.store_dir)
+        _, t = _timed(build_store, path, args.store_rows, args.seed, args.store_scored)
+        size = sum(p.stat().st_size for p in path.rglob("*.parquet")) / 2**30
+        kind = "without stored columns (text scored on read)" if args.store_scored else "with stored columns"
+        print(f"store of {args.store_rows:,} rows {kind} at {path} ({size:.2f} GiB of Parquet) ready in {t:.1f} s")
+        subprocess.run([sys.executable, __file__, "--store-child", str(path), "--repeat", str(args.repeat)], check=True)
 
 
 if __name__ == "__main__":

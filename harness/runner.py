@@ -291,6 +291,7 @@ def _run_row(plan: Plan, status: str, created: str, expert_tables: dict, timings
 def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     """Run (or continue) a configured evaluation and return where its rows went."""
     from harness.distributed.executor import open_backend
+    from harness.metrics.stored import commit_columns
     from harness.metrics.summary import format_summary, summarize
     from harness.metrics.task_metrics import task_metric_rows
     from harness.sentinel import with_sentinel
@@ -324,6 +325,7 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
         def commit(result: dict) -> None:
             nonlocal generated
             rows = [finish_row(plan, r, decoding, domains, tokenizer) for r in result["rows"]]
+            rows = commit_columns(rows)  # per-row metrics scored once, read by every later summary
             store.write_samples(plan.run_id, result["shard_id"], rows)
             generated += len(rows)
         return commit
@@ -351,7 +353,7 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
                 raise
             timings = backend.timings
     samples = read_table(cfg.store, "samples", plan.run_id)
-    metrics = summarize(samples, plan.run_id)
+    metrics = summarize(samples, plan.run_id, style=True)  # shape and style-leak rates per variant
     task_rows = task_metric_rows(samples, plan.run_id)  # e.g. IFEval on IFEval-schema documents
     if task_rows:
         import pyarrow as pa

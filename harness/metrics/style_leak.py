@@ -39,12 +39,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.errors import HarnessError, did_you_mean
+from harness.metrics.domains import ALIASES, STYLE_DOMAINS
 from harness.metrics.shape import ROLE_TAGS
-from harness.metrics.summary import KEYS, rate_row
+from harness.metrics.rows import KEYS, rate_row
 from harness.store.schema import from_rows
 
-LABELS: tuple[str, ...] = ("poetry", "gsm", "code", "chess", "recipe")
-ALIASES = {"mbpp": "code", "recipes": "recipe", "pgn": "chess", "gsm8k": "gsm", "poem": "poetry", "poems": "poetry"}
+LABELS = STYLE_DOMAINS  # the labels detect() can return, in harness.metrics.domains' order
 
 # ---------------------------------------------------------------------------- gsm
 _GSM_CALC = re.compile(r"<<[^<>\n]*=[^<>\n]*>>")

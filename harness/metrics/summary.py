@@ -2,9 +2,13 @@
 
 :func:`summarize` turns a ``samples`` table into one ``metrics`` row per
 (task, model, variant, metric). Only rows with ``status == "ok"`` are scored; every
-other row counts as an error and is reported as ``error_rate``. All per-row work is
-vectorised (:func:`harness.metrics.shape.shape_table`) and the group-by runs in Arrow,
-so a million rows need no Python loop per row.
+other row counts as an error and is reported as ``error_rate``. Per-row flags come from
+the columns the runner stores at commit (:mod:`harness.metrics.stored`) or, for rows
+without them, from the vectorised scorer (:func:`harness.metrics.shape.shape_table`);
+rows are processed in 65,536-row blocks on all CPUs, each block's group-by (in Arrow)
+gives sufficient statistics that are merged, so a million rows need no Python loop per
+row and :func:`summarize_store` streams a store larger than memory. ``style=True`` adds
+``style_leak_<domain>`` rates for every domain of :data:`harness.metrics.domains.STYLE_DOMAINS`.
 
 Metrics (docs/metrics.md gives formulas and edge cases):
 
@@ -38,103 +42,152 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from harness.metrics.shape import shape_table
-from harness.metrics.stats import t_mean_ci, wilson_ci
-from harness.store.schema import from_rows
+from harness.errors import HarnessError
+from harness.metrics.rows import KEYS, mean_row, rate_row
+from harness.metrics.shape import CHUNK_ROWS
+from harness.metrics.stored import FLAGS, MEANS, row_features, table_reader
+from harness.metrics.style_leak import LABELS
+from harness.store.schema import SCHEMA_VERSION, file_version, from_rows
 
-KEYS = ("task", "model", "variant")
 RATE_METRICS = {"eos_rate": "eos", "echo_rate": "echo", "role_tag_rate": "role_tag", "refusal_rate": "refusal"}
 MEAN_METRICS = {"mean_output_tokens": "output_tokens", "distinct_2": "distinct_2"}
 METRIC_ORDER = (
     "eos_rate", "mean_output_tokens", "echo_rate", "role_tag_rate", "distinct_2", "refusal_rate", "error_rate",
 )
+STYLE_METRICS = tuple(f"style_leak_{label}" for label in LABELS)
+
+Reader = Callable[[tuple[str, ...]], pa.Table]
 
 
-def _null_if_nan(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+def _partial(read: Reader, style: bool) -> dict[tuple, dict]:
+    """Per-group sufficient statistics of one batch: counts, sums, and (n, mean, M2) per mean."""
+    f = row_features(read, style)
+    flags = list(FLAGS) + ([f"style_{lab}" for lab in LABELS] if style else [])
+    aggs = [("ok", "count"), ("ok", "sum"), ("eos", "count")] + [(c, "sum") for c in flags]
+    for c in MEANS:
+        aggs += [(c, "count"), (c, "mean"), (c, "variance", pc.VarianceOptions(ddof=0))]
+    out = {}
+    for r in f.group_by(list(KEYS)).aggregate(aggs).to_pylist():
+        st = {"rows": r["ok_count"], "ok": int(r["ok_sum"] or 0), "n_ok": r["eos_count"]}
+        st |= {c: int(r[f"{c}_sum"] or 0) for c in flags}
+        for c in MEANS:
+            n = r[f"{c}_count"]
+            st[c] = (n, r[f"{c}_mean"] or 0.0, (r[f"{c}_variance"] or 0.0) * n)
+        out[tuple(r[k] for k in KEYS)] = st
+    return out
 
 
-def _key_columns(samples: pa.Table) -> dict[str, pa.Array]:
-    cols = {}
-    for k in KEYS:
-        col = samples.column(k) if k in samples.column_names else pa.nulls(samples.num_rows, pa.string())
-        cols[k] = pc.fill_null(col.cast(pa.string()), "")
-    return cols
+def _merge(acc: dict[tuple, dict], part: dict[tuple, dict]) -> None:
+    """Add ``part`` into ``acc``; means and squared deviations combine as in Chan et al. (1979)."""
+    for gk, p in part.items():
+        a = acc.get(gk)
+        if a is None:
+            acc[gk] = dict(p)
+            continue
+        for c, v in p.items():
+            if c not in MEANS:
+                a[c] += v
+                continue
+            (n1, m1, q1), (n2, m2, q2) = a[c], v
+            n = n1 + n2
+            if n2 == 0:
+                continue
+            d = m2 - m1
+            a[c] = (n, m1 + d * n2 / n, q1 + q2 + d * d * n1 * n2 / n)
 
 
-def rate_row(run_id: str, key: dict, metric: str, k: int, n: int, **details) -> dict:
-    """One ``metrics`` row for a proportion ``k / n`` with its Wilson interval (null when n == 0)."""
-    lo, hi = wilson_ci(k, n)
-    return {
-        "run_id": run_id, **key, "metric": metric, "value": k / n if n else None, "n": n,
-        "ci_low": _null_if_nan(lo), "ci_high": _null_if_nan(hi), "details": json.dumps({"k": k, **details}),
-    }
+def _rows(acc: dict[tuple, dict], run_id: str, style: bool) -> pa.Table:
+    rows = []
+    for gk in sorted(acc):
+        g, key = acc[gk], dict(zip(KEYS, gk))
+        by_metric = {m: rate_row(run_id, key, m, g[c], g["n_ok"]) for m, c in RATE_METRICS.items()}
+        for metric, c in MEAN_METRICS.items():
+            n, mean, m2 = g[c]
+            std = math.sqrt(m2 / (n - 1)) if n > 1 else None
+            by_metric[metric] = mean_row(run_id, key, metric, n, mean if n else None, std, undefined=g["n_ok"] - n)
+        by_metric["error_rate"] = rate_row(run_id, key, "error_rate", g["rows"] - g["ok"], g["rows"])
+        rows += [by_metric[m] for m in METRIC_ORDER]
+        if style:
+            rows += [rate_row(run_id, key, f"style_leak_{lab}", g[f"style_{lab}"], g["n_ok"], domain=lab)
+                     for lab in LABELS]
+    return from_rows(rows, "metrics")
 
 
-def mean_row(run_id: str, key: dict, metric: str, n: int, mean: float | None, std: float | None, **details) -> dict:
-    """One ``metrics`` row for a mean with its Student-t interval (null when n == 0)."""
-    if n == 0 or mean is None:
-        lo = hi = mean = std = None
+def summarize_batches(
+    readers: Iterable[Reader], run_id: str, style: bool = False, workers: int | None = None
+) -> pa.Table:
+    """:func:`summarize` over batches given as readers, scored on ``workers`` threads (default: all CPUs).
+
+    Only one batch per worker is in memory at a time, so a store larger than memory
+    streams (see :func:`summarize_store`). The result does not depend on ``workers``.
+    """
+    workers = workers or os.cpu_count() or 1
+    acc: dict[tuple, dict] = {}
+    if workers == 1:
+        for read in readers:
+            _merge(acc, _partial(read, style))
     else:
-        lo, hi = t_mean_ci(n, mean, std or 0.0)
-    return {
-        "run_id": run_id, **key, "metric": metric, "value": mean, "n": n,
-        "ci_low": lo, "ci_high": hi, "details": json.dumps({"std": std, **details}),
-    }
+        with ThreadPoolExecutor(workers) as pool:  # Arrow and numpy release the GIL while scoring
+            for part in pool.map(lambda r: _partial(r, style), readers):
+                _merge(acc, part)
+    return _rows(acc, run_id, style) if acc else from_rows([], "metrics")
 
 
-def summarize(samples: pa.Table, run_id: str) -> pa.Table:
+def summarize(samples: pa.Table, run_id: str, style: bool = False, workers: int | None = None) -> pa.Table:
     """Response-shape metrics per (task, model, variant) in the ``metrics`` schema.
 
     Args:
         samples: rows in the ``samples`` schema (extra columns are ignored; missing
-            optional columns count as null). A null ``status`` is not ``"ok"``.
+            optional columns count as null). A null ``status`` is not ``"ok"``. Stored
+            metric columns (:mod:`harness.metrics.stored`) are used where current; other
+            ok rows are scored from their text.
         run_id: written into every row.
+        style: also write ``style_leak_<label>`` rates (Wilson intervals) for every
+            style domain of :data:`harness.metrics.style_leak.LABELS`.
+        workers: scoring threads (default: all CPUs); results do not depend on it.
 
     Returns:
-        ``metrics`` rows ordered by task, model, variant and :data:`METRIC_ORDER`.
-        Empty input gives an empty table. A group whose rows all failed still gets its
-        rows, with ``n == 0`` and null values except ``error_rate``.
+        ``metrics`` rows ordered by task, model, variant and :data:`METRIC_ORDER`
+        (then :data:`STYLE_METRICS`). Empty input gives an empty table. A group whose
+        rows all failed still gets its rows, with ``n == 0`` and null values except
+        ``error_rate``.
     """
-    if samples.num_rows == 0:
-        return from_rows([], "metrics")
-    keys = _key_columns(samples)
-    status = samples.column("status") if "status" in samples.column_names else pa.nulls(samples.num_rows, pa.string())
-    ok = pc.fill_null(pc.equal(status, "ok"), False)
-    totals = pa.table({**keys, "ok": ok}).group_by(list(KEYS)).aggregate([("ok", "count"), ("ok", "sum")])
 
-    # Score every row and drop the failed ones afterwards: filtering the narrow flag table
-    # is cheaper than copying the output strings of a million rows.
-    feats = shape_table(samples).filter(ok)
-    table = pa.table({**{k: v.filter(ok) for k, v in keys.items()}, **{c: feats.column(c) for c in feats.column_names}})
-    variance = pc.VarianceOptions(ddof=1)
-    aggs = [("eos", "count")] + [(c, "sum") for c in RATE_METRICS.values()]
-    for c in MEAN_METRICS.values():
-        aggs += [(c, "mean"), (c, "stddev", variance), (c, "count")]
-    stats = {tuple(r[k] for k in KEYS): r for r in table.group_by(list(KEYS)).aggregate(aggs).to_pylist()}
+    batches = (samples.slice(i, CHUNK_ROWS) for i in range(0, samples.num_rows, CHUNK_ROWS))
+    return summarize_batches([table_reader(b) for b in batches], run_id, style, workers)
 
-    rows = []
-    for t in sorted(totals.to_pylist(), key=lambda r: tuple(r[k] for k in KEYS)):
-        gk = tuple(t[k] for k in KEYS)
-        key = dict(zip(KEYS, gk))
-        g = stats.get(gk, {})
-        n_ok = int(g.get("eos_count", 0))
-        by_metric = {}
-        for metric, col in RATE_METRICS.items():
-            by_metric[metric] = rate_row(run_id, key, metric, int(g.get(f"{col}_sum") or 0), n_ok)
-        for metric, col in MEAN_METRICS.items():
-            n = int(g.get(f"{col}_count", 0))
-            by_metric[metric] = mean_row(
-                run_id, key, metric, n, g.get(f"{col}_mean"), _null_if_nan(g.get(f"{col}_stddev")), undefined=n_ok - n
-            )
-        n_all, n_good = int(t["ok_count"]), int(t["ok_sum"])
-        by_metric["error_rate"] = rate_row(run_id, key, "error_rate", n_all - n_good, n_all)
-        rows += [by_metric[m] for m in METRIC_ORDER]
-    return from_rows(rows, "metrics")
+
+def summarize_store(root: str | Path, run_id: str, style: bool = False, workers: int | None = None) -> pa.Table:
+    """:func:`summarize` of one run's ``samples`` read from the store one Parquet row group at a time.
+
+    Reads only the columns it needs, and the text columns of a row group only when some
+    ok row in it lacks current stored metric columns, so peak memory is bounded by the
+    largest row group, not by the store. Equals ``summarize(read_table(root, "samples", run_id), run_id)``.
+    """
+    base = Path(root) / "samples" / f"run_id={run_id}"
+    files = sorted(p for p in base.glob("*.parquet") if not p.name.startswith(".")) if base.is_dir() else []
+    parts = []
+    for f in files:
+        meta = pq.ParquetFile(f)
+        if file_version(meta.schema_arrow) > SCHEMA_VERSION:
+            raise HarnessError(f"{f}: written under a newer schema than this harness's {SCHEMA_VERSION}; "
+                               "upgrade harness")
+        names = set(meta.schema_arrow.names)
+        parts += [(f, i, names) for i in range(meta.num_row_groups)]
+
+    def reader(path: Path, group: int, names: set[str]) -> Reader:
+        return lambda cols: pq.ParquetFile(path).read_row_group(group, columns=[c for c in cols if c in names])
+
+    return summarize_batches([reader(*p) for p in parts], run_id, style, workers)
 
 
 _COLUMNS = (

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from harness.errors import HarnessError
 from harness.metrics.names import IFEVAL_NAMES
+from harness.metrics.domains import STYLE_DOMAINS
 from harness.report import data, plots
 from harness.results.api import Results
 from harness.results.compare import compare_variants
@@ -168,14 +169,26 @@ def _judge_section(metrics) -> list[str]:
 
 
 def _style_section(metrics, out: Path) -> list[str]:
-    rows = _labelled(data.style_leak(metrics), "domain")
+    order = {d: i for i, d in enumerate(STYLE_DOMAINS)}
+    rows = sorted(data.style_leak(metrics), key=lambda r: (order.get(r["domain"], len(order)), r["domain"]))
+    rows = _labelled(rows, "domain")
     head = ["## Style leak by domain", ""]
     if not rows:
         return head + ["_No `style_leak_*` rows in `metrics` for this run._", ""]
-    png = plots.grouped(rows, "group", out / "style_leak.png", "Style-leak rate by finetuning domain",
+    png = plots.grouped(rows, "group", out / "style_leak.png", "Style-leak rate by finetuning domain (95% CIs)",
                         "domain", "share of outputs in the domain's style")
-    table = [[r["domain"], r["variant"] or "-", r["task"] or "-", fmt_num(r["value"]), _ci(r)] for r in rows]
-    return head + [md_table(["domain", "variant", "task", "rate", "95% CI"], table), "", f"![style leak]({png.name})", ""]
+    domains = list(dict.fromkeys(r["domain"] for r in rows))
+    cells = {(r["variant"] or "-", r["task"] or "-", r["domain"]): r for r in rows}
+    table = [[v, t, str(next(r["n"] for (v2, t2, _), r in cells.items() if (v2, t2) == (v, t))),
+              *[_rate(cells.get((v, t, d))) for d in domains]]
+             for v, t in dict.fromkeys((r["variant"] or "-", r["task"] or "-") for r in rows)]
+    return head + ["Share of ok outputs showing each single-task finetuning domain's surface style "
+                   "(`harness/metrics/style_leak.py`; written by every run), Wilson 95% intervals.", "",
+                   md_table(["variant", "task", "n", *domains], table), "", f"![style leak]({png.name})", ""]
+
+
+def _rate(r: dict | None) -> str:
+    return "-" if r is None else f"{fmt_num(r['value'])} {_ci(r)}"
 
 
 def _similarity_section(metrics, out: Path) -> list[str]:

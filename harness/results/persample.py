@@ -7,7 +7,8 @@ Two ways a metric plugs in:
    listed lazily as ``"module:function"`` in :data:`PROVIDERS`. The shape flags of
    :func:`harness.metrics.shape.shape_table` come in this way (on by default), and so
    do per-domain style-leak flags ``style_leak_<domain>`` of
-   :func:`harness.metrics.style_leak.detect` (only when named, e.g. ``--metric style_leak_gsm``).
+   :func:`harness.metrics.style_leak.detect` (only when named, e.g. ``--metric style_leak_gsm``);
+   both read the per-row columns stored at commit when present (:mod:`harness.metrics.stored`).
 2. **Per-sample metric rows** in the ``metrics`` table: rows with ``sample_id`` set
    (schema v2), e.g. IFEval booleans written by the metrics room. They are picked up by
    name; a metric whose values are all 0/1 counts as boolean. ``details`` JSON may say
@@ -33,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.errors import HarnessError, did_you_mean
+from harness.metrics.domains import STYLE_DOMAINS
 
 KEY_COLUMNS = ("task", "sample_id")
 
@@ -67,24 +69,15 @@ SHAPE_METRICS = (
     MetricInfo("refusal", "bool", None, ("no refusal", "refusal"), "output opens with a refusal phrase"),
 )
 
-STYLE_DOMAINS = ("poetry", "gsm", "code", "chess", "recipe")
 STYLE_METRICS = tuple(MetricInfo(f"style_leak_{d}", "bool", None, (f"not {d}", f"{d} style"),
                                  f"output shows the {d} finetuning domain's style") for d in STYLE_DOMAINS)
-
-
-def style_leak_table(samples: pa.Table) -> pa.Table:
-    """Per-row ``style_leak_<domain>`` flags from :func:`harness.metrics.style_leak.detect`."""
-    from harness.metrics.style_leak import detect
-
-    found = [detect(o or "") for o in samples.column("output").to_pylist()]
-    return pa.table({f"style_leak_{d}": pa.array([d in f for f in found], pa.bool_()) for d in STYLE_DOMAINS})
 
 
 # name -> ("module:function" or callable, metric infos, used when no metric is named);
 # imported on first use.
 PROVIDERS: dict[str, tuple[str | Provider, tuple[MetricInfo, ...], bool]] = {
-    "shape": ("harness.metrics.shape:shape_table", SHAPE_METRICS, True),
-    "style_leak": (style_leak_table, STYLE_METRICS, False),
+    "shape": ("harness.metrics.stored:shape_flags", SHAPE_METRICS, True),
+    "style_leak": ("harness.metrics.stored:style_leak_flags", STYLE_METRICS, False),
 }
 
 

@@ -27,7 +27,9 @@ HISTORY: dict[int, str] = {
        "what ran for each row; samples.domain: the task's style domain; metrics.filter: lm-eval's filter name as a column; one name per metric "
        "(harness/metrics/names.py): 'm,filter' -> m + filter, ifeval_prompt_level_* and judge_pref per-sample "
        "rows -> the measure's name, similarity_spearman_<domain> -> similarity_spearman, ifeval_echo_rate "
-       "dropped (the echo_rate row of the same task and variant)",
+       "dropped (the echo_rate row of the same task and variant); samples.row_metrics_version, "
+       "samples.shape_echo/shape_role_tag/shape_refusal/shape_distinct_2, samples.style_labels: per-row metrics "
+       "scored at commit (harness/metrics/stored.py), NULL on older rows, which are scored on read",
 }
 
 SAMPLES = pa.schema(
@@ -66,6 +68,13 @@ SAMPLES = pa.schema(
         pa.field("decoding_json", pa.string()),  # every decoding field that ran, JSON
         pa.field("prompt_truncated_tokens", pa.int32()),  # tokens dropped from the prompt's left (opt-in)
         pa.field("domain", pa.string()),  # the task's domain: (poetry, gsm, code, chess, recipe) or NULL
+        # v3: per-row metrics scored once at commit (harness/metrics/stored.py); NULL -> scored on read
+        pa.field("row_metrics_version", pa.int32()),
+        pa.field("shape_echo", pa.bool_()),
+        pa.field("shape_role_tag", pa.bool_()),
+        pa.field("shape_refusal", pa.bool_()),
+        pa.field("shape_distinct_2", pa.float64()),
+        pa.field("style_labels", pa.list_(pa.string())),
     ],
     metadata={"harness.table": "samples", "harness.schema_version": str(SCHEMA_VERSION)},
 )

@@ -31,7 +31,7 @@ import statistics
 from collections.abc import Mapping
 
 from harness.errors import HarnessError, did_you_mean
-from harness.tasks.spec import DOMAINS
+from harness.metrics.domains import STYLE_DOMAINS
 from harness.tasks.yaml_loader import FunctionRef, where
 
 NOT_HONOURED = {
@@ -50,7 +50,7 @@ def native_metric_names() -> tuple[str, ...]:
     from harness.metrics.summary import METRIC_ORDER
 
     return (*METRIC_ORDER, *IFEVAL, *(m + "_non_echo" for m in IFEVAL), "ifeval_echo_rate",
-            *(f"style_leak_{d}" for d in DOMAINS))
+            *(f"style_leak_{d}" for d in STYLE_DOMAINS))
 
 
 def _loc(task, key: str) -> str:

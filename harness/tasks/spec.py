@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, did_you_mean
+from harness.metrics.domains import STYLE_DOMAINS
 from harness.prompts import FORMATS
 from harness.tasks.yaml_loader import FunctionRef, LineDict, load_yaml, where
 
-DOMAINS = ("poetry", "gsm", "code", "chess", "recipe")
-"""The paper's single-task domains (style-leak metrics look for their surface features)."""
 PROMPT_FORMATS = FORMATS
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 BUILDERS = ("json", "csv", "parquet")
@@ -278,9 +277,9 @@ def _validate(spec: TaskSpec) -> None:
     if spec.prompt_format is not None and spec.prompt_format not in PROMPT_FORMATS:
         raise err("prompt_format", f"unknown {spec.prompt_format!r}{did_you_mean(str(spec.prompt_format), PROMPT_FORMATS)}; "
                   f"use one of {', '.join(PROMPT_FORMATS)} or null")
-    if spec.domain is not None and spec.domain not in DOMAINS:
-        raise err("domain", f"unknown {spec.domain!r}{did_you_mean(str(spec.domain), DOMAINS)}; "
-                  f"use one of {', '.join(DOMAINS)} or null")
+    if spec.domain is not None and spec.domain not in STYLE_DOMAINS:
+        raise err("domain", f"unknown {spec.domain!r}{did_you_mean(str(spec.domain), STYLE_DOMAINS)}; "
+                  f"use one of {', '.join(STYLE_DOMAINS)} or null")
     for key in ("tag", "group"):
         value = getattr(spec, key)
         if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):

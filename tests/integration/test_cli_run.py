@@ -36,6 +36,24 @@ def test_metrics_and_manifest_are_written(finished_run):
     assert experts["rules"]["tokens"][0]["token"] == "<"  # the token-resolution table is recorded
 
 
+def test_rows_carry_stored_metrics_and_the_run_has_style_leak_rates(finished_run):
+    from harness.metrics.stored import ROW_METRICS_VERSION
+    from harness.metrics.style_leak import LABELS
+    from harness.metrics.summary import summarize
+
+    samples = read_table(finished_run, "samples")
+    assert set(samples.column("row_metrics_version").to_pylist()) == {ROW_METRICS_VERSION}
+    assert None not in samples.column("style_labels").to_pylist()
+    metrics = read_table(finished_run, "metrics")
+    style = [r for r in metrics.to_pylist() if r["metric"].startswith("style_leak_")]
+    assert {(r["variant"], r["metric"]) for r in style} == {(v, f"style_leak_{d}") for v in ("none", "rules") for d in LABELS}
+    assert all(r["n"] == 3 and r["ci_low"] is not None for r in style)
+    # the stored columns give the same summary as scoring the text again
+    legacy = samples.drop_columns(["row_metrics_version"])
+    run_id = samples.column("run_id")[0].as_py()
+    assert summarize(legacy, run_id, style=True).equals(summarize(samples, run_id, style=True))
+
+
 def test_rerun_generates_nothing_new(finished_run, capsys):
     before = read_table(finished_run, "samples").sort_by("key")
     assert main(RUN + ["--store", str(finished_run)]) == 0

@@ -33,7 +33,10 @@ def test_full_report_has_every_section_and_plot(store_root, tmp_path):
                        ("− Diversity rule", "14.3%"), ("− Uniform rule", "16.3%")):
         assert re.search(rf"\| {re.escape(label)} \| `[^`]+` \|.*\| {re.escape(win)} \|", md), label
     assert "not comparable" in md and "Llama-2-7B" in md
-    assert "| gsm | none | alpaca | 0.100 | [0.050, 0.150] |" in md
+    # style leak: one row per (variant, task), one column per domain in the one domain list's order
+    assert "| variant | task | n | poetry | gsm | code |" in md
+    assert re.search(r"\| none \| alpaca \| \d+ \| 0\.300 \[0\.150, 0\.450\] \| 0\.100 \[0\.050, 0\.150\] \| "
+                     r"0\.050 \[0\.025, 0\.075\] \|", md)
     assert "12 points from 1 metric/variant groups" in md
     assert "| rules | uniform | 24 |" in md
 
