@@ -179,10 +179,9 @@ class Store:
         return sorted(p for p in d.glob("part-*.parquet")) if d.is_dir() else []
 
     def remove_temp_files(self, run_id: str) -> int:
-        """Delete temporary files a killed writer of ``run_id`` left in its samples dir
-        (call only while holding the run's writer lock); returns how many."""
-        d = self.table_dir("samples", run_id)
-        stale = list(d.glob(".*.tmp")) if d.is_dir() else []
+        """Delete temporary files a killed writer of ``run_id`` left in its ``samples`` and
+        ``runs`` dirs (call only while holding the run's writer lock); returns how many."""
+        stale = [p for t in ("samples", "runs") for p in self.table_dir(t, run_id).glob(".*.tmp")]
         for p in stale:
             p.unlink(missing_ok=True)
         return len(stale)
