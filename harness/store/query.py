@@ -41,6 +41,15 @@ def read_parquet(path: str | Path, columns: list[str] | None = None) -> pa.Table
         raise HarnessError(f"{path}: unreadable Parquet file ({_first_line(exc)}); {repair_hint(path)}") from None
 
 
+def count_rows(path: str | Path) -> int:
+    """Rows in one Parquet file from its footer; an unreadable file counts 0, with a warning."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowException, OSError) as exc:
+        log.warning("skipped %s: unreadable Parquet file (%s); %s", path, _first_line(exc), repair_hint(path))
+        return 0
+
+
 def repair_hint(path: str | Path) -> str:
     """How to get rid of a bad file in a store (and what regenerates its rows)."""
     path = Path(path)
@@ -163,11 +172,14 @@ def run_query(root: str | Path, sql: str, *, allow_writes: bool = False) -> pa.T
         check_read_only(sql)
     con = connect(root, read_only=not allow_writes)
     try:
-        return con.sql(sql).to_arrow_table()
+        rel = con.sql(sql)
+        if rel is None:
+            if allow_writes:  # COPY, SET, ...: done, nothing to show
+                return pa.table({})
+            raise HarnessError("query: the statement returned no rows (use SELECT)")
+        return rel.to_arrow_table()
     except duckdb.Error as exc:
         raise HarnessError(f"query: {_first_line(exc)}") from None
-    except AttributeError:
-        raise HarnessError("query: the statement returned no rows (use SELECT)") from None
 
 
 def format_table(table: pa.Table, fmt: str = "table", max_width: int = 60) -> str:
