@@ -171,8 +171,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     try:
         with RunLock(cfg.store, plan.run_id):  # one writer per run, from the first write to the last
             return _execute_locked(plan, progress)
-    except HarnessError:
-        if fresh:  # a resource check failed before the first row: leave no store behind, only the lock was made
+    except BaseException:
+        if fresh:  # failed before the first row (resources, model load): leave no store behind, only the lock was made
             _remove_if_only_locks(Path(cfg.store))
         raise
 

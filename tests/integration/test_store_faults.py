@@ -115,3 +115,21 @@ def test_rerun_and_resume_keep_judge_similarity_and_lm_eval_rows(tiny_model_dir,
     eos = [r for r in after if r["metric"] == "eos_rate" and r["sample_id"] is None]
     assert len(eos) == len({(r["task"], r["variant"]) for r in eos})
     assert {r["n"] for r in eos} == {3}  # 3 prompts now: the summary was recomputed
+
+
+def test_a_model_that_cannot_load_leaves_no_runs_row_or_manifest(tiny_model_dir, tmp_path, monkeypatch):
+    from harness.distributed import executor
+
+    def cannot_load(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(executor, "ModelWorker", cannot_load)
+    store = tmp_path / "new"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        execute(RunConfig.from_sources(None, FLAGS | {"store": str(store)}), progress=False)
+    assert not store.exists(), "a new store is removed when nothing but its lock was written"
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(RuntimeError, match="out of memory"):
+        execute(RunConfig.from_sources(None, FLAGS | {"store": str(kept)}), progress=False)
+    assert not (kept / "runs").exists() and not (kept / "manifests").exists() and not (kept / "samples").exists()
