@@ -173,16 +173,18 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
             return _execute_locked(plan, progress)
     except BaseException:
         if fresh:  # failed before the first row (resources, model load): leave no store behind, only the lock was made
-            _remove_if_only_locks(Path(cfg.store))
+            _remove_if_only_our_lock(Path(cfg.store), plan.run_id)
         raise
 
 
-def _remove_if_only_locks(root: Path) -> None:
+def _remove_if_only_our_lock(root: Path, run_id: str) -> None:
     import shutil
 
     from harness.store.lock import LOCK_DIR
 
-    if root.is_dir() and [p.name for p in root.iterdir()] == [LOCK_DIR]:
+    locks = root / LOCK_DIR
+    if (root.is_dir() and [p.name for p in root.iterdir()] == [LOCK_DIR]
+            and [p.name for p in locks.iterdir()] == [f"{run_id}.lock"]):
         shutil.rmtree(root, ignore_errors=True)
 
 
