@@ -119,7 +119,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from harness.store import format_table, run_query
 
-    print(format_table(run_query(args.store, args.sql), args.format))
+    print(format_table(run_query(args.store, args.sql, allow_writes=args.allow_writes), args.format))
     return 0
 
 
@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("sql")
     q.add_argument("--store", default="results", help="results directory (default ./results)")
     q.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    q.add_argument("--allow-writes", dest="allow_writes", action="store_true",
+                   help="run any SQL (COPY, ATTACH, SET, several statements); default: one read-only SELECT-like "
+                        "statement over the views, no file access")
     for module in ROOMS:
         try:
             mod = importlib.import_module(module)

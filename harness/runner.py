@@ -4,7 +4,10 @@
 before anything is written, so bad input leaves the store untouched. :func:`execute`
 then generates only the (prompt, variant) rows whose content key is not yet in the
 store — re-running the same config into the same store, or ``harness resume RUN_ID``,
-continues an interrupted run.
+continues an interrupted run. One process writes a run at a time (the store's
+:class:`~harness.store.lock.RunLock`); rows already committed are never written again,
+and derived metrics (judge, similarity, lm-eval rows) survive re-runs
+(:meth:`~harness.store.Store.merge_metrics`).
 
 Example:
     >>> cfg = RunConfig.from_sources(None, {"model": "tiny-random-llama", "tasks": "instructions-mini", "limit": 2})
@@ -32,6 +35,8 @@ from harness.experts.variants import Variant, load_user_experts, parse_variants
 from harness.metrics.task_metrics import LM_EVAL_TASK_PREFIX
 from harness.records import DecodingParams, PromptItem, Shard
 from harness.store import Store, read_table
+from harness.store.lock import RunLock
+from harness.store.names import check_name
 from harness.store.schema import from_rows
 
 log = logging.getLogger(__name__)
@@ -69,7 +74,7 @@ class RunResult:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name if os.sep in text else text).strip("-")[:40] or "model"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name if os.sep in text else text).strip("-._")[:40] or "model"
 
 
 def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig,
@@ -107,6 +112,8 @@ def prepare(cfg: RunConfig) -> Plan:
     """Validate and resolve; raises :class:`HarnessError` before touching the store."""
     from harness.models import resolve
 
+    if cfg.run_id is not None:
+        check_name(cfg.run_id, "--run-id")
     _check_resources(cfg)
     items, tasks = _load_items(cfg)
     check_task_fields(tasks)
@@ -290,18 +297,44 @@ def _run_row(plan: Plan, status: str, created: str, expert_tables: dict, timings
 
 def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     """Run (or continue) a configured evaluation and return where its rows went."""
-    from harness.distributed.executor import open_backend
-    from harness.metrics.stored import commit_columns
-    from harness.metrics.summary import format_summary, summarize
-    from harness.metrics.task_metrics import task_metric_rows
-    from harness.sentinel import with_sentinel
-    from harness.tasks.honoured import task_field_metrics
     from harness.models.deepspeed_source import sweep_specs
 
     if (sweep := sweep_specs(cfg.model)) is not None:  # deepspeed:PATH@all: one run per checkpoint tag
         return _execute_sweep(cfg, sweep, progress)
     plan = prepare(cfg)
+    fresh = not Path(cfg.store).exists()
+    try:
+        with RunLock(cfg.store, plan.run_id):  # one writer per run, from the first write to the last
+            return _execute_locked(plan, progress)
+    except BaseException:
+        if fresh:  # failed before the first row (resources, model load): leave no store behind, only the lock was made
+            _remove_if_only_our_lock(Path(cfg.store), plan.run_id)
+        raise
+
+
+def _remove_if_only_our_lock(root: Path, run_id: str) -> None:
+    import shutil
+
+    from harness.store.lock import LOCK_DIR
+
+    locks = root / LOCK_DIR
+    if (root.is_dir() and [p.name for p in root.iterdir()] == [LOCK_DIR]
+            and [p.name for p in locks.iterdir()] == [f"{run_id}.lock"]):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _execute_locked(plan: Plan, progress: bool) -> RunResult:
+    import pyarrow as pa
+
+    from harness.distributed.executor import open_backend
+    from harness.metrics.stored import commit_columns
+    from harness.metrics.summary import format_summary, summarize
+    from harness.metrics.task_metrics import task_metric_rows
+    from harness.tasks.honoured import task_field_metrics
+
+    cfg = plan.cfg
     store = Store(cfg.store)
+    store.remove_temp_files(plan.run_id)  # left by a killed writer; we hold the lock
     existing = store.existing_keys(plan.run_id)
     todo = [i for i in plan.items if any(plan.keys[(i.task, i.sample_id, v.name)] not in existing for v in plan.variants)]
     done_tasks: set[str] = set()
@@ -315,9 +348,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     expert_tables: dict = manifest.get("expert_json") or {}
     timings: dict = {}
     extra_metrics: list[dict] = []
-    sentinel_rows: list[dict] | None = None  # None: no generation now, keep the stored sentinel rows
-    next_shard = len(store.committed_shards(plan.run_id))
-
+    sentinel_rows: list[dict] = []
+    seen = set(existing)  # every key committed so far: a row is written once, whatever the shard plan
     domains = {(i.task, i.sample_id): i.domain for i in plan.items}
     tokenizer = _lazy_tokenizer(plan)
 
@@ -325,28 +357,31 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
         def commit(result: dict) -> None:
             nonlocal generated
             rows = [finish_row(plan, r, decoding, domains, tokenizer) for r in result["rows"]]
-            rows = commit_columns(rows)  # per-row metrics scored once, read by every later summary
-            store.write_samples(plan.run_id, result["shard_id"], rows)
+            rows = [r for r in rows if r["key"] not in seen]
+            if rows:
+                rows = commit_columns(rows)  # per-row metrics scored once, read by every later summary
+                store.write_samples(plan.run_id, result["shard_id"], rows)
+                seen.update(r["key"] for r in rows)
             generated += len(rows)
         return commit
 
     if todo or lm_todo:
         log.info("run %s: %d of %d prompts to generate", plan.run_id, len(todo), len(plan.items))
-        groups = []
+        groups, next_shard = [], 0
         for decoding, variants, items in generation_groups(plan, todo):
             shards = [Shard(next_shard + s.shard_id, s.items, s.variants) for s in make_shards(items, variants, cfg.batch_size)]
             next_shard += len(shards)
             groups.append((decoding, variants, shards))
         with open_backend(plan, progress) as backend:  # resources are checked before anything is written
+            expert_tables = backend.start()  # a model that cannot load leaves no runs row behind
             store.write_run(plan.run_id, _run_row(plan, "running", created, {}, {}, len(existing)))
             try:
-                expert_tables = backend.start()
                 for decoding, variants, shards in groups:
                     backend.run(shards, committer(decoding), variants, decoding)
                 if cfg.sentinel > 0:
                     sentinel_rows = run_sentinel(plan, backend, lambda r, d: finish_row(plan, r, d, domains, tokenizer))
                 if lm_todo:
-                    extra_metrics, n_lm = _run_lm_eval(plan, backend, store, lm_todo, next_shard)
+                    extra_metrics, n_lm = _run_lm_eval(plan, backend, store, lm_todo, next_shard, seen)
                     generated += n_lm
             except BaseException:
                 store.write_run(plan.run_id, _run_row(plan, "failed", created, {}, backend.timings, len(existing) + generated))
@@ -355,15 +390,13 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     samples = read_table(cfg.store, "samples", plan.run_id)
     metrics = summarize(samples, plan.run_id, style=True)  # shape and style-leak rates per variant
     task_rows = task_metric_rows(samples, plan.run_id)  # e.g. IFEval on IFEval-schema documents
-    if task_rows:
-        import pyarrow as pa
-
-        metrics = pa.concat_tables([metrics, from_rows(task_rows, "metrics")])
+    if task_rows or extra_metrics:
+        metrics = pa.concat_tables([metrics, from_rows(task_rows + extra_metrics, "metrics")])
     metrics = task_field_metrics(plan.tasks, samples, metrics, plan.run_id)
-    metrics = with_sentinel(metrics, sentinel_rows, read_table(cfg.store, "metrics", plan.run_id))
-    if extra_metrics or (not lm_todo and plan.lm_eval_tasks):
-        metrics = _merge_metrics(cfg.store, plan.run_id, metrics, extra_metrics)
-    store.write_metrics(plan.run_id, metrics)
+    if sentinel_rows:  # none generated now: the stored sentinel rows stay (merge by key)
+        metrics = pa.concat_tables([metrics, from_rows(sentinel_rows, "metrics")])
+    store.merge_metrics(plan.run_id, metrics)  # rows of judge, similarity and earlier lm-eval passes survive
+    metrics = read_table(cfg.store, "metrics", plan.run_id)
     timings["wall_seconds"] = time.perf_counter() - t0
     store.write_run(plan.run_id, _run_row(plan, "finished", created, expert_tables, timings, samples.num_rows))
     from harness.sentinel import summary_line
@@ -421,8 +454,9 @@ def _execute_sweep(cfg: RunConfig, sweep: dict[str, str], progress: bool) -> Run
                      sum(r.generated for r in results), format_summary(metrics), timings)
 
 
-def _run_lm_eval(plan: Plan, backend, store: Store, tasks: list[str], first_shard: int) -> tuple[list[dict], int]:
-    """Evaluate ``lm_eval:`` tasks through the bridge; commit their rows, return (metric rows, rows committed)."""
+def _run_lm_eval(plan: Plan, backend, store: Store, tasks: list[str], first_shard: int,
+                 seen: set[str]) -> tuple[list[dict], int]:
+    """Evaluate ``lm_eval:`` tasks through the bridge; commit their new rows, return (metric rows, rows committed)."""
     from harness.lmeval import evaluate_tasks
 
     rows, metric_rows = evaluate_tasks([t[len(LM_EVAL_PREFIX):] for t in tasks], backend, plan)
@@ -430,8 +464,10 @@ def _run_lm_eval(plan: Plan, backend, store: Store, tasks: list[str], first_shar
     for n, task in enumerate(tasks):
         task_rows = [r | {"task": task, "run_id": plan.run_id, "key": row_key(plan, r | {"task": task})}
                      for r in rows if r["task"] == task[len(LM_EVAL_PREFIX):]]
+        task_rows = [r for r in task_rows if r["key"] not in seen]
         if task_rows:
             store.write_samples(plan.run_id, first_shard + n, task_rows)
+            seen.update(r["key"] for r in task_rows)
             committed += len(task_rows)
     return [m | {"run_id": plan.run_id, "task": LM_EVAL_PREFIX + m["task"]} for m in metric_rows], committed
 
@@ -443,21 +479,9 @@ def row_key(plan: Plan, row: dict) -> str:
     return content_key(plan.model.fingerprint, plan.prompt_format, item, variant, plan.cfg)
 
 
-def _merge_metrics(store_root, run_id: str, summary, extra: list[dict]):
-    """Keep lm-eval's metric rows across resumes: new extra rows, else the ones stored before."""
-    import pyarrow as pa
-
-    if not extra:
-        old = read_table(store_root, "metrics", run_id)
-        from_lm_eval = [bool(d) and json.loads(d).get("source") == "lm-eval" for d in old.column("details").to_pylist()]
-        extra_table = old.filter(pa.array(from_lm_eval, pa.bool_()))
-    else:
-        extra_table = from_rows(extra, "metrics")
-    return pa.concat_tables([summary, extra_table])
-
-
 def resume(run_id: str, store: str | Path, *, progress: bool = True, **overrides) -> RunResult:
     """Continue ``run_id`` from its manifest: only missing rows are generated."""
+    check_name(run_id, "resume: run id")
     manifest = Store(store).read_manifest(run_id)
     if manifest is None:
         raise HarnessError(f"resume: no run {run_id!r} in store {store} (see `harness runs list --store {store}`)")

@@ -114,15 +114,3 @@ def summary_line(metrics) -> str:
         return (f"\nINVARIANCE SENTINEL: tokens changed when re-generated alone (batch 1) for variant(s) "
                 f"{', '.join(sorted(set(bad)))}; see metric {SENTINEL_METRIC}")
     return f"\ninvariance sentinel: {n} pairs re-generated alone (batch 1), all identical"
-
-
-def with_sentinel(metrics, rows: list[dict] | None, stored):
-    """Add this execution's sentinel ``rows``; ``None`` (nothing generated now) keeps the ``stored`` ones."""
-    import pyarrow as pa
-
-    from harness.store.schema import from_rows
-
-    if rows is None:
-        keep = [m == SENTINEL_METRIC for m in stored.column("metric").to_pylist()]
-        return pa.concat_tables([metrics, stored.filter(pa.array(keep, pa.bool_()))]) if any(keep) else metrics
-    return pa.concat_tables([metrics, from_rows(rows, "metrics")]) if rows else metrics

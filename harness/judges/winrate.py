@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 
 from harness.errors import HarnessError
 from harness.judges.base import Judge
@@ -225,7 +224,7 @@ def append_metrics(store: str | Path, run: str, rows: list[dict], replace_metric
     root = Path(store)
     (root / "metrics").mkdir(parents=True, exist_ok=True)
     new_keys = {(r["metric"], *(r.get(k) for k in key_fields), _judge_of(r.get("details"))) for r in rows}
-    with FileLock(str(root / "metrics" / f".run_id={run}.lock")):
+    with Store(root).metrics_lock(run):  # the lock `harness run`'s metrics merge holds too
         existing = Results(root).metrics(run=run) if (root / "metrics" / f"run_id={run}").is_dir() else None
         kept = []
         if existing is not None and existing.num_rows:

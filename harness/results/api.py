@@ -21,10 +21,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from harness.errors import HarnessError, did_you_mean
-from harness.store.query import connect, read_table
+from harness.store.query import connect, count_rows, read_table
 from harness.store.schema import RUNS, TABLES
 
 Names = str | Sequence[str] | None
@@ -84,13 +83,14 @@ class Results:
 
         Runs with sample files but no ``runs`` row yet (a run still writing its first
         shards) appear with NULL provenance. Ordered by ``created_at`` then ``run_id``.
+        An unreadable file is skipped with a warning naming it (other runs still list).
         """
         stored = {r["run_id"]: r for r in read_table(self.root, "runs").to_pylist()}
         rows = []
         for rid in self.run_ids():
             row = stored.get(rid) or {"run_id": rid}
             shards = sorted((self.root / "samples" / f"run_id={rid}").glob("*.parquet"))
-            row["n_samples"] = sum(pq.ParquetFile(p).metadata.num_rows for p in shards if not p.name.startswith("."))
+            row["n_samples"] = sum(count_rows(p) for p in shards if not p.name.startswith("."))
             rows.append(row)
         rows.sort(key=lambda r: (r.get("created_at") or "", r["run_id"]))
         return pa.Table.from_pylist([{f: r.get(f) for f in RUNS_LISTING.names} for r in rows], schema=RUNS_LISTING)

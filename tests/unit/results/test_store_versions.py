@@ -58,11 +58,13 @@ def test_unstamped_files_count_as_version_1():
     assert file_version(pa.schema([pa.field("x", pa.int32())])) == 1
 
 
-def test_files_from_a_newer_harness_are_refused(tmp_path):
+def test_files_from_a_newer_harness_are_refused(tmp_path, caplog):
     old = pa.table({"task": ["mini"], "metric": ["eos_rate"], "value": [0.5]})
     _write_raw(tmp_path, "metrics", "future", old, str(SCHEMA_VERSION + 1))
     with pytest.raises(HarnessError, match="newer than this harness"):
-        read_table(tmp_path, "metrics")
+        read_table(tmp_path, "metrics", "future")  # the run in scope: refused
+    assert read_table(tmp_path, "metrics").num_rows == 0  # the whole store: skipped, with a warning
+    assert "newer than this harness" in caplog.text
     with pytest.raises(ValueError, match="newer"):
         upgrade(old.append_column("run_id", pa.array(["r"])), "metrics", version=SCHEMA_VERSION + 1)
 
