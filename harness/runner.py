@@ -171,8 +171,8 @@ def _check_model_inputs(cfg: RunConfig, model, prompt_format: str, items: list[P
         tokenizer.pad_token = tokenizer.eos_token  # as the generator does
     text_cfg = AutoConfig.from_pretrained(str(model.path))
     vocab = getattr(text_cfg.get_text_config() if hasattr(text_cfg, "get_text_config") else text_cfg, "vocab_size", None)
-    for expert in {e.spec_hash(): e for e in experts}.values():
-        ResolvedExpert.build(expert, tokenizer, int(vocab or len(tokenizer)), tokenizer.eos_token_id)
+    for expert in {e.spec_hash(): e for e in experts}.values():  # the worker re-checks against the real logits
+        ResolvedExpert.build(expert, tokenizer, max(int(vocab or 0), len(tokenizer)), tokenizer.eos_token_id)
     limit = context_length(model.path)
     if limit is None or not items:
         if limit is None:
