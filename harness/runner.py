@@ -333,6 +333,8 @@ def resume(run_id: str, store: str | Path, *, progress: bool = True, **overrides
         raise HarnessError(f"resume: no run {run_id!r} in store {store} (see `harness runs list --store {store}`)")
     raw = dict(manifest["config_json"])
     raw.pop("prompt_format_resolved", None), raw.pop("model_path", None)
+    if overrides.get("no_ray"):  # resuming in-process: the run's own cluster settings no longer apply
+        raw.update(address=None, num_cpus=None, replicas="1")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     raw.update(run_id=run_id, store=str(store))
     return execute(RunConfig.from_sources(None, raw), progress=progress)
