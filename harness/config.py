@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import socket
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.errors import HarnessError, did_you_mean
