@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -64,33 +64,37 @@ def _render_all(items: Sequence[PromptItem], tokenizer, prompt_format: str) -> t
     return [r.text for r in rendered], (rendered[0].add_special_tokens if rendered else True)
 
 
-def fit_prompts(items: Sequence[PromptItem], tokenizer, prompt_format: str, *, context: int, max_new_tokens: int,
-                model: str = "the model", truncate: bool = False) -> tuple[list[PromptItem], dict[tuple[str, str], int]]:
+def fit_prompts(items: Sequence[PromptItem], tokenizer, prompt_format: str, *, context: int,
+                max_new_tokens: int | Callable[[PromptItem], int], model: str = "the model",
+                truncate: bool = False) -> tuple[list[PromptItem], dict[tuple[str, str], int]]:
     """Check ``prompt tokens + max_new_tokens <= context`` for every item.
 
-    Returns the items (left-truncated where needed and ``truncate``) and
-    ``{(task, sample_id): tokens dropped}`` for the truncated ones.
+    ``max_new_tokens`` is one cap, or a function giving an item's largest cap (when caps
+    differ by task or variant). Returns the items (left-truncated where needed and
+    ``truncate``) and ``{(task, sample_id): tokens dropped}`` for the truncated ones.
     """
-    if max_new_tokens >= context:
-        raise HarnessError(f"max_new_tokens: {max_new_tokens} leaves no room for a prompt in {context}, the context of "
-                           f"{model}; use at most {context - 1} (less the prompt's length)")
-    budget = context - max_new_tokens
+    cap_of = max_new_tokens if callable(max_new_tokens) else (lambda item: max_new_tokens)
+    caps = [cap_of(item) for item in items]
+    for item, cap in zip(items, caps):
+        if cap >= context:
+            raise HarnessError(f"max_new_tokens: {cap} (task {item.task}) leaves no room for a prompt in {context}, "
+                               f"the context of {model}; use at most {context - 1} (less the prompt's length)")
     texts, special = _render_all(items, tokenizer, prompt_format)
     counts = _count(texts, tokenizer, special)
-    over = [(i, n) for i, n in enumerate(counts) if n > budget]
+    over = [(i, n) for i, n in enumerate(counts) if n + caps[i] > context]
     if not over:
         return list(items), {}
     if not truncate:
         i, n = over[0]
         more = f" (and {len(over) - 1} more prompts)" if len(over) > 1 else ""
         raise HarnessError(
-            f"task {items[i].task}, sample {items[i].sample_id}: {n} prompt tokens + max_new_tokens {max_new_tokens} = "
-            f"{n + max_new_tokens} > {context}, the context of {model}{more}; shorten the prompt, lower "
+            f"task {items[i].task}, sample {items[i].sample_id}: {n} prompt tokens + max_new_tokens {caps[i]} = "
+            f"{n + caps[i]} > {context}, the context of {model}{more}; shorten the prompt, lower "
             "--max-new-tokens, or pass --truncate-prompts to cut prompts from the left")
     out, dropped = list(items), {}
     for i, n in over:
         item = items[i]
-        new = _truncate_left(item, n, budget, tokenizer, prompt_format, special, model)
+        new = _truncate_left(item, n, context - caps[i], tokenizer, prompt_format, special, model)
         out[i] = new[0]
         dropped[(item.task, item.sample_id)] = n - new[1]
     return out, dropped

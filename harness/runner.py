@@ -196,8 +196,8 @@ def _check_model_inputs(plan: Plan) -> tuple[list[PromptItem], dict[tuple[str, s
         tokenizer.pad_token = tokenizer.eos_token  # as the generator does
     text_cfg = AutoConfig.from_pretrained(str(model.path))
     vocab = getattr(text_cfg.get_text_config() if hasattr(text_cfg, "get_text_config") else text_cfg, "vocab_size", None)
-    for expert in {e.spec_hash(): e for e in experts}.values():
-        ResolvedExpert.build(expert, tokenizer, int(vocab or len(tokenizer)), tokenizer.eos_token_id)
+    for expert in {e.spec_hash(): e for e in experts}.values():  # the worker re-checks against the real logits
+        ResolvedExpert.build(expert, tokenizer, max(int(vocab or 0), len(tokenizer)), tokenizer.eos_token_id)
     limit = context_length(model.path)
     if limit is None or not items:
         if limit is None:
@@ -487,6 +487,8 @@ def resume(run_id: str, store: str | Path, *, progress: bool = True, **overrides
         raise HarnessError(f"resume: no run {run_id!r} in store {store} (see `harness runs list --store {store}`)")
     raw = dict(manifest["config_json"])
     raw.pop("prompt_format_resolved", None), raw.pop("model_path", None)
+    if overrides.get("no_ray"):  # resuming in-process: the run's own cluster settings no longer apply
+        raw.update(address=None, num_cpus=None, replicas="1")
     raw.update({k: v for k, v in overrides.items() if v is not None})
     raw.update(run_id=run_id, store=str(store))
     return execute(RunConfig.from_sources(None, raw), progress=progress)

@@ -38,7 +38,7 @@ CASES = [
     Case("run-no-tasks", "run --no-ray --store {store}", "give --tasks"),
     Case("run-limit-0", f"run {MINI} --limit 0", "limit: must be a positive"),
     Case("run-cap-0", f"run {MINI} --max-new-tokens 0", "--max-new-tokens: must be positive"),
-    Case("run-cap-huge", f"run {MINI} --max-new-tokens 1000000000", "leaves no room for a prompt in 2048"),
+    Case("run-cap-huge", f"run {MINI} --max-new-tokens 1000000000", "max_new_tokens: 1000000000 (task instructions-mini) leaves no room for a prompt in 2048"),
     Case("run-threads-neg", f"run {MINI} --threads -1", "threads: must be a positive"),
     Case("run-threads-text", f"run {MINI} --threads many", "argument --threads: invalid int value"),
     Case("run-num-cpus-0", "run --tasks instructions-mini --num-cpus 0 --store {store}", "--num-cpus: must be a positive"),

@@ -37,7 +37,7 @@ def test_refusal_names_task_sample_and_numbers(tiny_tokenizer):
 
 
 def test_cap_beyond_context_is_refused_even_with_truncation(tiny_tokenizer):
-    with pytest.raises(HarnessError, match="max_new_tokens: 4096 leaves no room for a prompt in 2048"):
+    with pytest.raises(HarnessError, match=r"max_new_tokens: 4096 \(task t\) leaves no room for a prompt in 2048"):
         fit_prompts([PromptItem("t", "1", "0", "hi")], tiny_tokenizer, "tulu", context=2048, max_new_tokens=4096,
                     truncate=True)
 
@@ -61,3 +61,15 @@ def test_template_alone_too_long(tiny_tokenizer):
     with pytest.raises(HarnessError, match="even an empty instruction does not fit"):
         fit_prompts([PromptItem("t", "1", "0", "a b c d e f g")], tiny_tokenizer, "tulu", context=10, max_new_tokens=8,
                     truncate=True)
+
+
+def test_caps_per_item(tiny_tokenizer):
+    items = [PromptItem("short-cap", "1", "a", "word " * 100), PromptItem("long-cap", "1", "b", "word " * 100)]
+    n = _n(tiny_tokenizer, items[0].instruction)
+    caps = {"short-cap": 8, "long-cap": 400}
+    with pytest.raises(HarnessError, match=f"task long-cap, sample b: {n} prompt tokens \\+ max_new_tokens 400"):
+        fit_prompts(items, tiny_tokenizer, "tulu", context=n + 300, max_new_tokens=lambda i: caps[i.task])
+    out, dropped = fit_prompts(items, tiny_tokenizer, "tulu", context=n + 300, max_new_tokens=lambda i: caps[i.task],
+                               truncate=True)
+    assert out[0] == items[0] and list(dropped) == [("long-cap", "b")]
+    assert _n(tiny_tokenizer, out[1].instruction) + 400 <= n + 300
