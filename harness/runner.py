@@ -203,19 +203,11 @@ def _check_model_inputs(plan: Plan) -> tuple[list[PromptItem], dict[tuple[str, s
         if limit is None:
             log.warning("%s: config.json names no context length; prompt lengths are not checked", model.name)
         return items, {}
-    by_task: dict[str, list[int]] = {}
-    for n, item in enumerate(items):
-        by_task.setdefault(item.task, []).append(n)
-    out, dropped = list(items), {}
-    for positions in by_task.values():
-        first = items[positions[0]]
-        cap = max(plan.decoding_for(first, v).max_new_tokens for v in variants)
-        fitted, cut = fit_prompts([items[n] for n in positions], tokenizer, plan.prompt_format, context=limit,
-                                  max_new_tokens=cap, model=model.name, truncate=cfg.truncate_prompts)
-        for n, item in zip(positions, fitted):
-            out[n] = item
-        dropped.update(cut)
-    return out, dropped
+    def largest_cap(item: PromptItem) -> int:
+        return max(plan.decoding_for(item, v).max_new_tokens for v in variants)
+
+    return fit_prompts(items, tokenizer, plan.prompt_format, context=limit, max_new_tokens=largest_cap,
+                       model=model.name, truncate=cfg.truncate_prompts)
 
 
 def describe_plan(plan: Plan) -> str:
