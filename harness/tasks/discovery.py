@@ -223,7 +223,7 @@ def build_index(tasks_dirs: Iterable[Path | str] = ()) -> TaskIndex:
                                        "listing tasks are not supported; use 'tag:' on each task)")
                 spec = TaskSpec.from_dict(raw, source=path)
             except HarnessError as exc:
-                log.warning("skipping task file: %s", exc)
+                log.info("skipping task file: %s", exc)  # lookups and `tasks list` name it (index.broken)
                 index.broken.append(str(exc))
                 continue
             index.add(TaskEntry(spec.task, "yaml", where(path, raw.line("task")), spec=spec))

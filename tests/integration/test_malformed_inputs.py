@@ -94,8 +94,7 @@ CASES = [
     Case("cfg-key-number", CFG, "c.yaml: 3: setting names must be strings", {"c.yaml": "tasks: instructions-mini\n3: x\n"}),
     # task YAML
     Case("task-yaml-run", "run --model tiny-random-llama --tasks t --tasks-dir {tmp}/tasks --no-ray --store {store}",
-         "t.yaml:4: doc_to_txt: unknown key", {"tasks/t.yaml": TASK + "doc_to_txt: instruction\n"},
-         xfail="harness/tasks/discovery.py logs a WARNING for the broken file before the one-line error"),
+         "t.yaml:4: doc_to_txt: unknown key", {"tasks/t.yaml": TASK + "doc_to_txt: instruction\n"}),
     Case("task-yaml-no-data", "run --model tiny-random-llama --tasks t --tasks-dir {tmp}/tasks --no-ray --store {store}",
          "d.jsonl", {"tasks/t.yaml": TASK}),
     Case("task-yaml-bad-column", "run --model tiny-random-llama --tasks t --tasks-dir {tmp}/tasks --no-ray --store {store}",
