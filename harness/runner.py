@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,6 +32,7 @@ from harness.decoding import apply_until, decoding_json, resolve_decoding
 from harness.errors import HarnessError
 from harness.experts.variants import Variant, load_user_experts, parse_variants
 from harness.metrics.task_metrics import LM_EVAL_TASK_PREFIX
+from harness.provenance import package_versions, slug
 from harness.records import DecodingParams, PromptItem, Shard
 from harness.store import Store, read_table
 from harness.store.lock import RunLock
@@ -71,10 +71,6 @@ class RunResult:
     generated: int
     summary: str
     timings: dict
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name if os.sep in text else text).strip("-._")[:40] or "model"
 
 
 def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig,
@@ -134,7 +130,7 @@ def prepare(cfg: RunConfig) -> Plan:
         raise HarnessError(f"tasks ask for different prompt formats {sorted(formats)}; pass --prompt-format")
     else:
         prompt_format = model.default_prompt_format
-    run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
+    run_id = cfg.run_id or f"{slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
     plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks,
                 task_decoding={t.name: dict(t.generation_kwargs) for t in tasks}, tasks=list(tasks))
     plan.items, plan.truncated = _check_model_inputs(plan)
@@ -262,18 +258,6 @@ def make_shards(items: list[PromptItem], variants: list[Variant], prompts_per_sh
             for n, lo in enumerate(range(0, len(ordered), prompts_per_shard))]
 
 
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("harness", "torch", "transformers", "ray", "pyarrow", "duckdb", "lm_eval", "deepspeed"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def _run_row(plan: Plan, status: str, created: str, expert_tables: dict, timings: dict, n: int) -> dict:
     cfg = plan.cfg
     return {
@@ -282,7 +266,7 @@ def _run_row(plan: Plan, status: str, created: str, expert_tables: dict, timings
         "tasks": sorted({i.task for i in plan.items}), "variants": [v.name for v in plan.variants],
         "config_hash": cfg.output_hash(plan.model.fingerprint),
         "config_json": json.dumps(cfg.to_dict() | {"prompt_format_resolved": plan.prompt_format, "model_path": str(plan.model.path)}),
-        "versions_json": json.dumps(_versions()), "expert_json": json.dumps(expert_tables),
+        "versions_json": json.dumps(package_versions()), "expert_json": json.dumps(expert_tables),
         "timings_json": json.dumps(timings), "num_samples": n,
     }
 
@@ -436,7 +420,7 @@ def _execute_sweep(cfg: RunConfig, sweep: dict[str, str], progress: bool) -> Run
 
     from harness.metrics.summary import format_summary
 
-    cfgs = [cfg.with_(model=spec, run_id=cfg.run_id and f"{cfg.run_id}-{_slug(tag)}") for tag, spec in sweep.items()]
+    cfgs = [cfg.with_(model=spec, run_id=cfg.run_id and f"{cfg.run_id}-{slug(tag)}") for tag, spec in sweep.items()]
     for c in cfgs:
         prepare(c)  # a bad tag fails here, before any store write
     results = [execute(c, progress=progress) for c in cfgs]

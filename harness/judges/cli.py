@@ -127,7 +127,7 @@ def cmd_judge(args) -> int:
 
 
 def _general_from(path: str | None, samples: list[dict]) -> list[str]:
-    from harness.metrics.similarity import RESPONSE_FIELDS, _pick
+    from harness.metrics.similarity import RESPONSE_FIELDS, pick_field
 
     if path is not None:
         import pathlib
@@ -146,7 +146,7 @@ def _general_from(path: str | None, samples: list[dict]) -> list[str]:
             text = row if isinstance(row, str) else next((row.get(f) for f in RESPONSE_FIELDS
                                                           if isinstance(row, dict) and isinstance(row.get(f), str)), None)
             if text is None and isinstance(row, dict) and "messages" in row:
-                text = _pick(row, RESPONSE_FIELDS, f"{p}:{n}")
+                text = pick_field(row, RESPONSE_FIELDS, f"{p}:{n}")
             if text is None:
                 raise HarnessError(f"{p}:{n}: no response field (tried {', '.join(RESPONSE_FIELDS)})")
             out.append(text)

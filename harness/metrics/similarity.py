@@ -125,7 +125,7 @@ class HFEncoder:
         return np.concatenate(out, axis=0) if out else np.zeros((0, 0))
 
 
-def _pick(row: dict, fields: Sequence[str], loc: str) -> str:
+def pick_field(row: dict, fields: Sequence[str], loc: str) -> str:
     for f in fields:
         if isinstance(row.get(f), str):
             return row[f]
@@ -152,7 +152,7 @@ def load_domain_rows(path: str | Path) -> list[dict]:
     data = read_jsonl(p)
     rows = []
     for row, loc in zip(data.rows, data.locs):
-        rows.append({"instruction": _pick(row, INSTRUCTION_FIELDS, loc), "response": _pick(row, RESPONSE_FIELDS, loc)})
+        rows.append({"instruction": pick_field(row, INSTRUCTION_FIELDS, loc), "response": pick_field(row, RESPONSE_FIELDS, loc)})
     if not rows:
         raise HarnessError(f"--domain-data {path}: no rows")
     return rows

@@ -67,11 +67,11 @@ def register(subparsers) -> None:
 
 
 def _run_id(args, model, data_sha: str, field_response: str) -> str:
-    from harness.runner import _slug
+    from harness.provenance import slug
 
     payload = [model.fingerprint, data_sha, args.field_instruction, field_response, args.limit, args.k, args.seed,
                args.exclude_self, args.max_response_tokens, args.variants, args.prompt_format, args.dtype]
-    return f"rank-{_slug(model.name)}-{hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:10]}"
+    return f"rank-{slug(model.name)}-{hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:10]}"
 
 
 def _metric_rows(result: dict, model_name: str, details: dict) -> list[dict]:
@@ -113,7 +113,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from harness.models import resolve
     from harness.ranking.core import rank
     from harness.ranking.data import load_pairs, truncate_responses
-    from harness.runner import Plan, _versions
+    from harness.provenance import package_versions
+    from harness.runner import Plan
     from harness.store import Store
 
     t0 = time.perf_counter()
@@ -151,7 +152,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         return {"created_at": created, "finished_at": None if status == "running" else datetime.now(timezone.utc).isoformat(),
                 "status": status, "model": model.name, "model_fingerprint": model.fingerprint, "tasks": [TASK],
                 "variants": [v.name for v in variants], "config_hash": run_id.rsplit("-", 1)[-1],
-                "config_json": json.dumps(config), "versions_json": json.dumps(_versions()),
+                "config_json": json.dumps(config), "versions_json": json.dumps(package_versions()),
                 "expert_json": json.dumps(tables), "timings_json": json.dumps(timings), "num_samples": len(pairs)}
 
     results, rows = [], []
