@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -58,11 +59,11 @@ def configure_process(threads: int | None = None, cpu_ids: str | None = None) ->
     elif "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch
+    threads = threads or len(os.sched_getaffinity(0))
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # else vLLM drops an unbound process to 1 thread
+    import torch
 
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def unsupported_reason(model_path: str | Path, archs: list[str]) -> str | None:
@@ -74,6 +75,17 @@ def unsupported_reason(model_path: str | Path, archs: list[str]) -> str | None:
     supported = set(ModelRegistry.get_supported_archs())
     if not any(a in supported for a in archs):
         return f"vLLM does not support architecture {', '.join(archs)}"
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        cfg = json.loads((Path(model_path) / "config.json").read_text())
+        cfg = cfg.get("text_config", cfg)
+        head = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+        sizes = CPUAttentionBackend.get_supported_head_sizes()
+        if head not in sizes:
+            return f"vLLM's CPU attention does not support head size {head} (supported: {sizes})"
     return None
 
 
