@@ -60,6 +60,9 @@ def _add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> N
         p.add_argument("--combine", choices=["logit-add", "logsoftmax-sum"], help="how the expert joins the model (same greedy tokens)")
         p.add_argument("--trace", action="store_true", default=None,
                        help="record where the expert flipped the base model's argmax (flip_* columns of samples)")
+        p.add_argument("--engine", choices=["hf", "vllm", "auto"],
+                       help="generation engine: vllm (continuous batching, the expert inside vLLM), hf (the reference), "
+                            "or auto = vllm when installed and it supports the model, else hf (default auto)")
         p.add_argument("--run-id", dest="run_id", help="name the run (default: model + hash of the config)")
         p.add_argument("--store", help="results directory (default ./results)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per batch (default 8)")
@@ -76,7 +79,7 @@ def _add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> N
 def _print_result(result) -> None:
     print(result.summary)
     print(f"\nrun {result.run_id}: {result.num_rows} sample rows in {result.store} "
-          f"({result.generated} generated now, {result.timings.get('wall_seconds', 0):.1f} s)")
+          f"({result.generated} generated now, {result.timings.get('wall_seconds', 0):.1f} s, engine {result.engine})")
     ids = ", ".join(f"'{r}'" for r in result.run_id.split(","))
     print(f"query: harness query --store {result.store} \"select run_id, variant, avg(num_output_tokens) from samples "
           f"where run_id in ({ids}) group by all\"")

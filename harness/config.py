@@ -61,6 +61,7 @@ class RunConfig:
     seed: int = 0
     run_id: str | None = None
     trace: bool = False
+    engine: str = "auto"  # --engine hf|vllm|auto (harness.engines.choose_engine)
     source: str = "<flags>"
 
     @classmethod
@@ -101,6 +102,8 @@ class RunConfig:
             raise HarnessError(f"{where}: tp: --tp {self.tp} runs a gang of Ray actors; drop --no-ray")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise HarnessError(f"{where}: dtype: {self.dtype!r} is not float32, bfloat16 or float16")
+        if self.engine not in ("hf", "vllm", "auto"):
+            raise HarnessError(f"{where}: engine: {self.engine!r} is not hf, vllm or auto")
         for item in self.data:
             if "=" not in item:
                 raise HarnessError(f"{where}: data: expected TASK=PATH, got {item!r}")
@@ -120,9 +123,15 @@ class RunConfig:
         d.pop("source")
         return d
 
-    def output_hash(self, model_fingerprint: str = "") -> str:
-        """Hash of what determines the outputs (not the store, cluster or batching)."""
+    def output_hash(self, model_fingerprint: str = "", engine: str = "hf") -> str:
+        """Hash of what determines the outputs (not the store, cluster or batching).
+
+        ``engine`` is the engine that runs (``auto`` resolved); ``hf`` adds nothing, so
+        runs made before engines existed keep their ids.
+        """
         keys = ("model", "tasks", "prompts", "variants", "limit", "max_new_tokens", "prompt_format", "dtype",
                 "combine", "do_sample", "temperature", "top_p", "seed", "experts", "data")
         payload = {k: getattr(self, k) for k in keys} | {"model_fingerprint": model_fingerprint}
+        if engine != "hf":
+            payload["engine"] = engine
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

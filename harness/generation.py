@@ -74,6 +74,10 @@ class Generator:
         self.eos_id = self.tokenizer.eos_token_id
         self._experts: dict[str, ResolvedExpert] = {}
 
+    def scorer(self) -> Generator:
+        """The generator that scores continuations (:mod:`harness.scoring`): this one."""
+        return self
+
     # -- experts -----------------------------------------------------------------
     def expert_for(self, variant: Variant) -> ResolvedExpert | None:
         """The variant's expert resolved against this tokenizer (cached)."""

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,6 +47,8 @@ class Plan:
     items: list[PromptItem]
     variants: list[Variant]
     lm_eval_tasks: tuple[str, ...] = ()  # ``lm_eval:NAME`` tasks, evaluated by lm-eval through the bridge
+    engine: str = "hf"  # the engine that runs (``--engine auto`` resolved)
+    engine_note: str = ""  # why ``auto`` did not pick vLLM
     keys: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (task, sample_id, variant) -> key
 
 
@@ -57,16 +60,24 @@ class RunResult:
     generated: int
     summary: str
     timings: dict
+    engine: str = "hf"
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(text).name if os.sep in text else text).strip("-")[:40] or "model"
 
 
-def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig) -> str:
-    """Content key of one row: same inputs, same key, on any cluster and batch size."""
+def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig,
+                engine: str = "hf") -> str:
+    """Content key of one row: same inputs, same key, on any cluster and batch size.
+
+    The engine is part of it (engines may differ at near-ties); ``hf`` keys are those of
+    runs made before engines existed.
+    """
     payload = [model_fp, prompt_format, item.task, item.task_version, item.sample_id, item.instruction,
                variant.spec_key(), cfg.decoding.as_dict(), cfg.combine, cfg.dtype]
+    if engine != "hf":
+        payload.append({"engine": engine})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -110,11 +121,16 @@ def prepare(cfg: RunConfig) -> Plan:
         raise HarnessError(f"tasks ask for different prompt formats {sorted(formats)}; pass --prompt-format")
     else:
         prompt_format = model.default_prompt_format
-    run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
-    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks)
+    from harness.engines import choose_engine
+
+    choice = choose_engine(cfg.engine, model.path, trace=cfg.trace, tp=cfg.tp, device=cfg.device)
+    run_id = cfg.run_id or f"{_slug(model.name)}-{cfg.output_hash(model.fingerprint, choice.name)[:10]}"
+    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks, engine=choice.name,
+                engine_note=choice.reason)
     for item in items:
         for v in variants:
-            plan.keys[(item.task, item.sample_id, v.name)] = content_key(model.fingerprint, prompt_format, item, v, cfg)
+            plan.keys[(item.task, item.sample_id, v.name)] = content_key(model.fingerprint, prompt_format, item, v, cfg,
+                                                                         choice.name)
     if len(set(plan.keys.values())) != len(plan.keys):
         raise HarnessError("duplicate sample ids within a task: give every prompt a unique id")
     return plan
@@ -146,8 +162,9 @@ def _run_row(plan: Plan, status: str, created: str, expert_tables: dict, timings
         "created_at": created, "finished_at": datetime.now(timezone.utc).isoformat() if status != "running" else None,
         "status": status, "model": plan.model.name, "model_fingerprint": plan.model.fingerprint,
         "tasks": sorted({i.task for i in plan.items}), "variants": [v.name for v in plan.variants],
-        "config_hash": cfg.output_hash(plan.model.fingerprint),
-        "config_json": json.dumps(cfg.to_dict() | {"prompt_format_resolved": plan.prompt_format, "model_path": str(plan.model.path)}),
+        "config_hash": cfg.output_hash(plan.model.fingerprint, plan.engine),
+        "config_json": json.dumps(cfg.to_dict() | {"prompt_format_resolved": plan.prompt_format, "model_path": str(plan.model.path),
+                                                   "engine_resolved": plan.engine}),
         "versions_json": json.dumps(_versions()), "expert_json": json.dumps(expert_tables),
         "timings_json": json.dumps(timings), "num_samples": n,
     }
@@ -163,6 +180,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     if (sweep := sweep_specs(cfg.model)) is not None:  # deepspeed:PATH@all: one run per checkpoint tag
         return _execute_sweep(cfg, sweep, progress)
     plan = prepare(cfg)
+    if plan.engine_note:
+        print(f"harness: {plan.engine_note}", file=sys.stderr)
     store = Store(cfg.store)
     existing = store.existing_keys(plan.run_id)
     todo = [i for i in plan.items if any(plan.keys[(i.task, i.sample_id, v.name)] not in existing for v in plan.variants)]
@@ -211,7 +230,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     store.write_metrics(plan.run_id, metrics)
     timings["wall_seconds"] = time.perf_counter() - t0
     store.write_run(plan.run_id, _run_row(plan, "finished", created, expert_tables, timings, samples.num_rows))
-    return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated, format_summary(metrics), timings)
+    return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated, format_summary(metrics), timings,
+                     plan.engine)
 
 
 def _execute_sweep(cfg: RunConfig, sweep: dict[str, str], progress: bool) -> RunResult:
@@ -227,7 +247,7 @@ def _execute_sweep(cfg: RunConfig, sweep: dict[str, str], progress: bool) -> Run
     metrics = pa.concat_tables([read_table(cfg.store, "metrics", r.run_id) for r in results])
     timings = {r.run_id: r.timings for r in results} | {"wall_seconds": sum(r.timings.get("wall_seconds", 0.0) for r in results)}
     return RunResult(",".join(r.run_id for r in results), Path(cfg.store), sum(r.num_rows for r in results),
-                     sum(r.generated for r in results), format_summary(metrics), timings)
+                     sum(r.generated for r in results), format_summary(metrics), timings, results[0].engine)
 
 
 def _run_lm_eval(plan: Plan, backend, store: Store, tasks: list[str], first_shard: int) -> list[dict]:
@@ -247,7 +267,7 @@ def row_key(plan: Plan, row: dict) -> str:
     """Content key of a row that did not come from a PromptItem (lm-eval requests)."""
     item = PromptItem(row["task"], str(row.get("task_version") or ""), str(row["sample_id"]), row["instruction"])
     variant = next(v for v in plan.variants if v.name == row["variant"])
-    return content_key(plan.model.fingerprint, plan.prompt_format, item, variant, plan.cfg)
+    return content_key(plan.model.fingerprint, plan.prompt_format, item, variant, plan.cfg, plan.engine)
 
 
 def _merge_metrics(store_root, run_id: str, summary, extra: list[dict]):
@@ -269,7 +289,7 @@ def resume(run_id: str, store: str | Path, *, progress: bool = True, **overrides
     if manifest is None:
         raise HarnessError(f"resume: no run {run_id!r} in store {store} (see `harness runs list --store {store}`)")
     raw = dict(manifest["config_json"])
-    raw.pop("prompt_format_resolved", None), raw.pop("model_path", None)
+    raw.pop("prompt_format_resolved", None), raw.pop("model_path", None), raw.pop("engine_resolved", None)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     raw.update(run_id=run_id, store=str(store))
     return execute(RunConfig.from_sources(None, raw), progress=progress)

