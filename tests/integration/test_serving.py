@@ -1,4 +1,4 @@
-"""The rule expert in an OpenAI-compatible ``vllm serve`` on loopback (docs/serving.md).
+"""The rule expert in vLLM's OpenAI-compatible server on loopback (docs/serving.md).
 
 Starts one real server with ``--logits-processors harness.engines.vllm_plugin:RuleExpertLogitsProcessor``
 on the head-size-32 tiny model, sends completions over HTTP with and without the expert
@@ -49,13 +49,16 @@ def server(tiny_model_dir, harness_home, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "server.log"
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_OMP_THREADS_BIND="nobind", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]))
-    cmd = [str(Path(sys.executable).parent / "vllm"), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
+    # vllm-cpu 0.32's `vllm` CLI looks up the version of a distribution named "vllm" and fails
+    # (it is installed as "vllm-cpu"); the api_server module starts the same server.
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+           "--host", "127.0.0.1", "--port", str(port),
            "--dtype", "float32", "--enforce-eager", "--max-model-len", "512", "--logits-processors", QUALIFIED_NAME]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 400
+        deadline = time.time() + 900  # about 1 min on a quiet 2-core box; much longer when shared
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"vllm serve exited {proc.returncode}: {log.read_text()[-2000:]}")
