@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -180,8 +179,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     if (sweep := sweep_specs(cfg.model)) is not None:  # deepspeed:PATH@all: one run per checkpoint tag
         return _execute_sweep(cfg, sweep, progress)
     plan = prepare(cfg)
-    if plan.engine_note:
-        print(f"harness: {plan.engine_note}", file=sys.stderr)
+    if plan.engine_note:  # stdout: stderr is kept for the one-line errors
+        print(plan.engine_note, flush=True)
     store = Store(cfg.store)
     existing = store.existing_keys(plan.run_id)
     todo = [i for i in plan.items if any(plan.keys[(i.task, i.sample_id, v.name)] not in existing for v in plan.variants)]

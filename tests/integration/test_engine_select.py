@@ -31,7 +31,7 @@ def test_auto_says_why_it_runs_hf_and_records_it(capsys, tmp_path, tiny_model_di
     store = tmp_path / "store"
     assert main(BASE + ["--model", "tiny-random-llama", "--store", str(store)]) == 0
     captured = capsys.readouterr()
-    notes = [line for line in captured.err.splitlines() if "engine auto -> hf" in line]
+    notes = [line for line in captured.out.splitlines() if line.startswith("engine auto -> hf: ")]
     assert len(notes) == 1 and "head size 16" in notes[0]
     assert "engine hf" in captured.out
     assert set(read_table(store, "samples").column("engine").to_pylist()) == {"hf"}
