@@ -71,6 +71,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> No
         p.add_argument("--sentinel", type=float, metavar="SHARE",
                        help="share of (prompt, variant) pairs re-generated alone to prove batching changed no token "
                             "(default 0.02, at least one pair; 0 disables)")
+        p.add_argument("--engine", choices=["hf", "vllm", "auto"],
+                       help="generation engine: vllm (continuous batching, the expert inside vLLM), hf (the reference), "
+                            "or auto = vllm when installed and it supports the model, else hf (default auto)")
         p.add_argument("--run-id", dest="run_id", help="name the run (default: model + hash of the config)")
         p.add_argument("--store", help="results directory (default ./results)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="prompts per batch (default 8)")
@@ -87,7 +90,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> No
 def _print_result(result) -> None:
     print(result.summary)
     print(f"\nrun {result.run_id}: {result.num_rows} sample rows in {result.store} "
-          f"({result.generated} generated now, {result.timings.get('wall_seconds', 0):.1f} s)")
+          f"({result.generated} generated now, {result.timings.get('wall_seconds', 0):.1f} s, engine {result.engine})")
     ids = ", ".join(f"'{r}'" for r in result.run_id.split(","))
     print(f"query: harness query --store {result.store} \"select run_id, variant, avg(num_output_tokens) from samples "
           f"where run_id in ({ids}) group by all\"")

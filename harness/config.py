@@ -99,6 +99,7 @@ class RunConfig:
     trace: bool = False
     truncate_prompts: bool = False  # --truncate-prompts: cut over-long prompts from the left (harness.context)
     sentinel: float = 0.02  # share of (prompt, variant) pairs re-generated alone (harness.sentinel); 0 disables
+    engine: str = "auto"  # --engine hf|vllm|auto (harness.engines.choose_engine)
     source: str = "<flags>"
 
     @classmethod
@@ -165,6 +166,8 @@ class RunConfig:
             raise HarnessError(f"{w('sentinel')}: a share of pairs between 0 and 1 (0 disables), got {self.sentinel!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise HarnessError(f"{w('dtype')}: {self.dtype!r} is not float32, bfloat16 or float16")
+        if self.engine not in ("hf", "vllm", "auto"):
+            raise HarnessError(f"{w('engine')}: {self.engine!r} is not hf, vllm or auto")
         for item in self.data:
             if "=" not in item:
                 raise HarnessError(f"{w('data')}: expected TASK=PATH, got {item!r}")
@@ -192,11 +195,17 @@ class RunConfig:
         d.pop("source")
         return d
 
-    def output_hash(self, model_fingerprint: str = "") -> str:
-        """Hash of what determines the outputs (not the store, cluster or batching)."""
+    def output_hash(self, model_fingerprint: str = "", engine: str = "hf") -> str:
+        """Hash of what determines the outputs (not the store, cluster or batching).
+
+        ``engine`` is the engine that runs (``auto`` resolved); ``hf`` adds nothing, so
+        runs made before engines existed keep their ids.
+        """
         keys = ("model", "tasks", "prompts", "variants", "limit", "max_new_tokens", "prompt_format", "dtype",
                 "combine", "do_sample", "temperature", "top_p", "seed", "experts", "data")
         payload = {k: getattr(self, k) for k in keys} | {"model_fingerprint": model_fingerprint}
         if self.truncate_prompts:  # only when set, so run ids of earlier configs stay the same
             payload["truncate_prompts"] = True
+        if engine != "hf":
+            payload["engine"] = engine
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -15,6 +15,7 @@ Example (with the tiny test model):
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class Generator:
-    """Holds one causal LM and generates sample rows for prompts under variants.
+    """The ``hf`` engine: holds one causal LM and generates sample rows for prompts under variants.
 
     Args:
         model_path: a local Hugging Face directory.
@@ -45,6 +46,8 @@ class Generator:
         use_cache: the KV cache (off only to prove it changes nothing).
         trace: record where the expert flipped the argmax (the ``flip_*`` row columns).
     """
+
+    engine_name = "hf"  # recorded in every row (``samples.engine``); the DeepSpeed TP gang says ``hf-tp``
 
     def __init__(self, model_path: str | Path, *, model_name: str | None = None, prompt_format: str = "tulu",
                  dtype: str = "float32", device: str = "auto", combine: str = "logit-add", model=None,
@@ -71,6 +74,10 @@ class Generator:
         self.eos_id = self.tokenizer.eos_token_id
         self._experts: dict[str, ResolvedExpert] = {}
 
+    def scorer(self) -> Generator:
+        """The generator that scores continuations (:mod:`harness.scoring`): this one."""
+        return self
+
     # -- experts -----------------------------------------------------------------
     def expert_for(self, variant: Variant) -> ResolvedExpert | None:
         """The variant's expert resolved against this tokenizer (cached)."""
@@ -88,17 +95,7 @@ class Generator:
     # -- prompts -----------------------------------------------------------------
     def encode(self, items: Sequence[PromptItem]) -> list[dict]:
         """Render and tokenize prompts; returns ids and the user-content start token."""
-        out = []
-        for item in items:
-            rp = render(self.prompt_format, item.instruction, self.tokenizer)
-            enc = self.tokenizer(rp.text, add_special_tokens=rp.add_special_tokens, return_offsets_mapping=True)
-            out.append({
-                "item": item,
-                "text": rp.text,
-                "ids": enc["input_ids"],
-                "user_start": user_start_token(enc["offset_mapping"], rp.user_start_char),
-            })
-        return out
+        return encode_items(items, self.prompt_format, self.tokenizer)
 
     def _pad(self, encoded: list[dict]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         width = max(len(e["ids"]) for e in encoded)
@@ -160,21 +157,50 @@ class Generator:
             for variant in variants:
                 outputs, seconds, trace = self.generate_batch(batch, variant, decoding)
                 for b, (e, toks) in enumerate(zip(batch, outputs)):
-                    rows.append(self._row(e, variant, toks, seconds, len(batch)))
+                    rows.append(self._row(e, variant, toks, seconds, len(batch), decoding))
                     if self.trace:
                         rows[-1].update(trace.columns(b, len(toks)) if trace else empty_columns())
                 if on_batch:
                     on_batch(len(batch), sum(len(t) for t in outputs))
         return rows
 
-    def _row(self, e: dict, variant: Variant, toks: list[int], seconds: float, batch_size: int) -> dict:
-        item: PromptItem = e["item"]
-        finished = bool(toks) and toks[-1] == self.eos_id
-        return {
-            "task": item.task, "task_version": item.task_version, "sample_id": item.sample_id,
-            "variant": variant.name, "model": self.model_name, "instruction": item.instruction,
-            "prompt": e["text"], "output": self.tokenizer.decode(toks, skip_special_tokens=True),
-            "output_token_ids": toks, "num_prompt_tokens": len(e["ids"]), "num_output_tokens": len(toks),
-            "finish_reason": "eos" if finished else "length", "status": "ok", "error": None,
-            "batch_size": batch_size, "gen_seconds": seconds, "doc_json": item.doc_json,
-        }
+    def _row(self, e: dict, variant: Variant, toks: list[int], seconds: float, batch_size: int,
+             decoding: DecodingParams = DecodingParams()) -> dict:
+        return sample_row(e, variant, toks, tokenizer=self.tokenizer, eos_id=self.eos_id, model_name=self.model_name,
+                          seconds=seconds, batch_size=batch_size, engine=self.engine_name, decoding=decoding)
+
+
+def encode_items(items: Sequence[PromptItem], prompt_format: str, tokenizer) -> list[dict]:
+    """Render and tokenize prompts (every engine feeds the model these ids).
+
+    Returns one dict per item: ``item``, ``text`` (the rendered prompt), ``ids`` and
+    ``user_start`` (index of the first user-content token).
+    """
+    out = []
+    for item in items:
+        rp = render(prompt_format, item.instruction, tokenizer)
+        enc = tokenizer(rp.text, add_special_tokens=rp.add_special_tokens, return_offsets_mapping=True)
+        out.append({
+            "item": item,
+            "text": rp.text,
+            "ids": enc["input_ids"],
+            "user_start": user_start_token(enc["offset_mapping"], rp.user_start_char),
+        })
+    return out
+
+
+def sample_row(e: dict, variant: Variant, toks: list[int], *, tokenizer, eos_id: int, model_name: str,
+               seconds: float, batch_size: int, engine: str, decoding: DecodingParams) -> dict:
+    """One ``samples`` row (all but ``run_id``/``key``/``replica``/``shard_id``) — every engine builds rows here."""
+    item: PromptItem = e["item"]
+    finished = bool(toks) and toks[-1] == eos_id
+    return {
+        "task": item.task, "task_version": item.task_version, "sample_id": item.sample_id,
+        "variant": variant.name, "model": model_name, "instruction": item.instruction,
+        "prompt": e["text"], "output": tokenizer.decode(toks, skip_special_tokens=True),
+        "output_token_ids": toks, "num_prompt_tokens": len(e["ids"]), "num_output_tokens": len(toks),
+        "finish_reason": "eos" if finished else "length", "status": "ok", "error": None,
+        "batch_size": batch_size, "gen_seconds": seconds, "doc_json": item.doc_json,
+        "engine": engine, "max_new_tokens": decoding.max_new_tokens,
+        "decoding_json": json.dumps(decoding.as_dict(), sort_keys=True),
+    }

@@ -53,6 +53,8 @@ class Plan:
     items: list[PromptItem]
     variants: list[Variant]
     lm_eval_tasks: tuple[str, ...] = ()  # ``lm_eval:NAME`` tasks, evaluated by lm-eval through the bridge
+    engine: str = "hf"  # the engine that runs (``--engine auto`` resolved)
+    engine_note: str = ""  # why ``auto`` did not pick vLLM
     keys: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (task, sample_id, variant) -> key
     truncated: dict[tuple[str, str], int] = field(default_factory=dict)  # (task, sample_id) -> prompt tokens dropped
     task_decoding: dict[str, dict] = field(default_factory=dict)  # task -> its generation_kwargs
@@ -71,18 +73,22 @@ class RunResult:
     generated: int
     summary: str
     timings: dict
+    engine: str = "hf"
 
 
 def content_key(model_fp: str, prompt_format: str, item: PromptItem, variant: Variant, cfg: RunConfig,
-                decoding: DecodingParams | None = None) -> str:
+                decoding: DecodingParams | None = None, engine: str = "hf") -> str:
     """Content key of one row: same inputs, same key, on any cluster and batch size.
 
     ``decoding`` is what the row runs with (its cap, sampling, stop strings); default: the
-    run-level settings.
+    run-level settings. The engine is part of it (engines may differ at near-ties); ``hf``
+    keys are those of runs made before engines existed.
     """
     decoding = decoding or cfg.decoding
     payload = [model_fp, prompt_format, item.task, item.task_version, item.sample_id, item.instruction,
                variant.spec_key(), decoding.as_dict(), cfg.combine, cfg.dtype]
+    if engine != "hf":
+        payload.append({"engine": engine})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -130,15 +136,20 @@ def prepare(cfg: RunConfig) -> Plan:
         raise HarnessError(f"tasks ask for different prompt formats {sorted(formats)}; pass --prompt-format")
     else:
         prompt_format = model.default_prompt_format
-    run_id = cfg.run_id or f"{slug(model.name)}-{cfg.output_hash(model.fingerprint)[:10]}"
-    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks,
-                task_decoding={t.name: dict(t.generation_kwargs) for t in tasks}, tasks=list(tasks))
+    from harness.engines import choose_engine
+
+    choice = choose_engine(cfg.engine, model.path, trace=cfg.trace, tp=cfg.tp, device=cfg.device)
+    run_id = cfg.run_id or f"{slug(model.name)}-{cfg.output_hash(model.fingerprint, choice.name)[:10]}"
+    plan = Plan(cfg, run_id, model, prompt_format, items, variants, lm_eval_tasks, engine=choice.name,
+                engine_note=choice.reason, task_decoding={t.name: dict(t.generation_kwargs) for t in tasks},
+                tasks=list(tasks))
     plan.items, plan.truncated = _check_model_inputs(plan)
     owners: dict[str, tuple[str, str, str]] = {}
     for item in plan.items:
         for v in variants:
             pair = (item.task, item.sample_id, v.name)
-            key = plan.keys[pair] = content_key(model.fingerprint, prompt_format, item, v, cfg, plan.decoding_for(item, v))
+            key = plan.keys[pair] = content_key(model.fingerprint, prompt_format, item, v, cfg,
+                                                plan.decoding_for(item, v), plan.engine)
             if key in owners:
                 raise _duplicate(owners[key], pair)
             owners[key] = pair
@@ -264,8 +275,9 @@ def _run_row(plan: Plan, status: str, created: str, expert_tables: dict, timings
         "created_at": created, "finished_at": datetime.now(timezone.utc).isoformat() if status != "running" else None,
         "status": status, "model": plan.model.name, "model_fingerprint": plan.model.fingerprint,
         "tasks": sorted({i.task for i in plan.items}), "variants": [v.name for v in plan.variants],
-        "config_hash": cfg.output_hash(plan.model.fingerprint),
-        "config_json": json.dumps(cfg.to_dict() | {"prompt_format_resolved": plan.prompt_format, "model_path": str(plan.model.path)}),
+        "config_hash": cfg.output_hash(plan.model.fingerprint, plan.engine),
+        "config_json": json.dumps(cfg.to_dict() | {"prompt_format_resolved": plan.prompt_format, "model_path": str(plan.model.path),
+                                                   "engine_resolved": plan.engine}),
         "versions_json": json.dumps(package_versions()), "expert_json": json.dumps(expert_tables),
         "timings_json": json.dumps(timings), "num_samples": n,
     }
@@ -278,6 +290,8 @@ def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     if (sweep := sweep_specs(cfg.model)) is not None:  # deepspeed:PATH@all: one run per checkpoint tag
         return _execute_sweep(cfg, sweep, progress)
     plan = prepare(cfg)
+    if plan.engine_note:  # stdout: stderr is kept for the one-line errors
+        print(plan.engine_note, flush=True)
     fresh = not Path(cfg.store).exists()
     try:
         with RunLock(cfg.store, plan.run_id):  # one writer per run, from the first write to the last
@@ -378,7 +392,7 @@ def _execute_locked(plan: Plan, progress: bool) -> RunResult:
     from harness.sentinel import summary_line
 
     return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, generated,
-                     format_summary(metrics) + summary_line(metrics), timings)
+                     format_summary(metrics) + summary_line(metrics), timings, plan.engine)
 
 
 def run_sentinel(plan: Plan, backend, finish) -> list[dict]:
@@ -427,7 +441,7 @@ def _execute_sweep(cfg: RunConfig, sweep: dict[str, str], progress: bool) -> Run
     metrics = pa.concat_tables([read_table(cfg.store, "metrics", r.run_id) for r in results])
     timings = {r.run_id: r.timings for r in results} | {"wall_seconds": sum(r.timings.get("wall_seconds", 0.0) for r in results)}
     return RunResult(",".join(r.run_id for r in results), Path(cfg.store), sum(r.num_rows for r in results),
-                     sum(r.generated for r in results), format_summary(metrics), timings)
+                     sum(r.generated for r in results), format_summary(metrics), timings, results[0].engine)
 
 
 def _run_lm_eval(plan: Plan, backend, store: Store, tasks: list[str], first_shard: int,
@@ -452,7 +466,7 @@ def row_key(plan: Plan, row: dict) -> str:
     """Content key of a row that did not come from a PromptItem (lm-eval requests)."""
     item = PromptItem(row["task"], str(row.get("task_version") or ""), str(row["sample_id"]), row["instruction"])
     variant = next(v for v in plan.variants if v.name == row["variant"])
-    return content_key(plan.model.fingerprint, plan.prompt_format, item, variant, plan.cfg)
+    return content_key(plan.model.fingerprint, plan.prompt_format, item, variant, plan.cfg, engine=plan.engine)
 
 
 def resume(run_id: str, store: str | Path, *, progress: bool = True, **overrides) -> RunResult:
@@ -462,7 +476,7 @@ def resume(run_id: str, store: str | Path, *, progress: bool = True, **overrides
     if manifest is None:
         raise HarnessError(f"resume: no run {run_id!r} in store {store} (see `harness runs list --store {store}`)")
     raw = dict(manifest["config_json"])
-    raw.pop("prompt_format_resolved", None), raw.pop("model_path", None)
+    raw.pop("prompt_format_resolved", None), raw.pop("model_path", None), raw.pop("engine_resolved", None)
     if overrides.get("no_ray"):  # resuming in-process: the run's own cluster settings no longer apply
         raw.update(address=None, num_cpus=None, replicas="1")
     raw.update({k: v for k, v in overrides.items() if v is not None})

@@ -94,15 +94,18 @@ class Backend:
     def _kwargs(self, threads: int | None, device: str) -> dict:
         plan, cfg = self.plan, self.cfg
         return dict(model_name=plan.model.name, prompt_format=plan.prompt_format, dtype=cfg.dtype, device=device,
-                    combine=cfg.combine, threads=threads, trace=cfg.trace)
+                    combine=cfg.combine, threads=threads, trace=cfg.trace, engine=getattr(plan, "engine", "hf"))
 
     def _make_worker(self, i: int):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         strategy = PlacementGroupSchedulingStrategy(placement_group=self.groups[i], placement_group_bundle_index=0)
         device = "cuda" if self.gpus else "cpu"
+        kwargs = self._kwargs(self.threads, device)
+        if kwargs["engine"] == "vllm" and not self.gpus and self.cfg.address is None:
+            kwargs["cpu_ids"] = cpu_slice(i, self.threads, os.cpu_count() or 1)
         return RemoteModelWorker.options(num_cpus=1.0, num_gpus=self.gpus, scheduling_strategy=strategy).remote(
-            str(self.plan.model.path), **self._kwargs(self.threads, device))
+            str(self.plan.model.path), **kwargs)
 
     def start(self) -> dict:
         """Load the model on every replica (once); returns the experts' resolution tables."""
@@ -184,6 +187,20 @@ class Backend:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def cpu_slice(replica: int, threads: int, cores: int) -> str | None:
+    """Cores for replica ``replica`` of ``threads`` each on a ``cores``-core local machine (vLLM binding).
+
+    ``None`` (no binding) when the slices would not fit, e.g. a replacement replica.
+
+    >>> cpu_slice(0, 1, 2), cpu_slice(1, 1, 2), cpu_slice(1, 2, 4), cpu_slice(2, 1, 2)
+    ('0', '1', '2-3', None)
+    """
+    lo, hi = replica * threads, (replica + 1) * threads - 1
+    if hi >= cores:
+        return None
+    return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def open_backend(plan, progress: bool = True) -> Backend:

@@ -63,7 +63,8 @@ class TPRankWorker(ModelWorker):
 
     def __init__(self, rank: int, world: int, model_path: str, *, model_name: str, prompt_format: str = "tulu",
                  dtype: str = "float32", device: str = "cpu", combine: str = "logit-add", threads: int | None = None,
-                 trace: bool = False):
+                 trace: bool = False, engine: str = "hf"):
+        # engine: always the HF generator (AutoTP gangs are an HF variant; config refuses --tp with vllm)
         self.rank, self.world, self.model_path = rank, world, model_path
         self.opts = dict(model_name=model_name, prompt_format=prompt_format, dtype=dtype, combine=combine, trace=trace)
         self.device_kind = "cuda" if device == "cuda" else "cpu"
@@ -111,6 +112,7 @@ class TPRankWorker(ModelWorker):
         engine = deepspeed.init_inference(model, tensor_parallel={"tp_size": self.world}, dtype=dtype,
                                           replace_with_kernel_inject=inject)
         self.generator = Generator(self.model_path, model=engine.module, device=self.device_kind, **self.opts)
+        self.generator.engine_name = "hf-tp"  # samples.engine
 
     def info(self) -> dict:
         """Readiness probe: raises this rank's setup error, else where it runs."""

@@ -25,23 +25,30 @@ from harness.records import DecodingParams, Shard
 
 
 class ModelWorker:
-    """Loads one model replica and generates shards of (prompt x variant) rows."""
+    """Loads one model replica (either engine) and generates shards of (prompt x variant) rows.
+
+    ``engine`` is ``hf`` or ``vllm`` (:mod:`harness.engines`); ``cpu_ids`` binds a vLLM
+    replica's threads to those cores (``"0"``, ``"2-3"``). ``self.generator`` holds the engine.
+    """
 
     def __init__(self, model_path: str, *, model_name: str, prompt_format: str = "tulu", dtype: str = "float32",
-                 device: str = "auto", combine: str = "logit-add", threads: int | None = None, trace: bool = False):
+                 device: str = "auto", combine: str = "logit-add", threads: int | None = None, trace: bool = False,
+                 engine: str = "hf", cpu_ids: str | None = None):
         import torch
 
-        if threads:
+        if threads and engine == "hf":
             torch.set_num_threads(threads)
-        from harness.generation import Generator
+        from harness.engines import make_engine
 
-        self.generator = Generator(model_path, model_name=model_name, prompt_format=prompt_format, dtype=dtype,
-                                   device=device, combine=combine, trace=trace)
+        self.generator = make_engine(engine, model_path, model_name=model_name, prompt_format=prompt_format,
+                                     dtype=dtype, device=device, combine=combine, trace=trace, threads=threads,
+                                     cpu_ids=cpu_ids)
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
 
     def info(self) -> dict:
         """Where this replica runs (pid, device) — also a readiness probe."""
-        return {"replica": self.replica, "pid": os.getpid(), "device": str(self.generator.device)}
+        return {"replica": self.replica, "pid": os.getpid(), "device": str(self.generator.device),
+                "engine": self.generator.engine_name}
 
     def resolution_tables(self, variants: Sequence[Variant]) -> dict:
         return self.generator.resolution_tables(variants)
@@ -62,7 +69,7 @@ class ModelWorker:
         from harness.scoring import score_pairs
 
         start = time.perf_counter()
-        scores = score_pairs(self.generator, pairs, variant, add_eos=add_eos, batch_size=batch_size)
+        scores = score_pairs(self.generator.scorer(), pairs, variant, add_eos=add_eos, batch_size=batch_size)
         return {"shard_id": shard_id, "rows": scores, "replica": self.replica,
                 "seconds": time.perf_counter() - start, "tokens": sum(s["num_tokens"] for s in scores)}
 

@@ -31,7 +31,7 @@ import torch
 from transformers import LogitsProcessor
 
 from harness.errors import HarnessError
-from harness.experts.rules import eos_bonus, start_score
+from harness.experts.rules import absorb, apply_rules, eos_bonus, penalise, rule_rows, scope_state, start_score
 from harness.experts.spec import ExpertSpec, StartRule
 from harness.experts.tokens import (Resolution, bytelevel_surface, check_llama2, is_byte_level, looks_like_llama2,
                                     resolve_token, sentencepiece_surface)
@@ -189,52 +189,20 @@ class RuleExpertProcessor(LogitsProcessor):
 
     # -- state ---------------------------------------------------------------------
     def _init_state(self, input_ids: torch.LongTensor) -> None:
-        batch, length = input_ids.shape
-        uniform, _ = self.expert.on(input_ids.device)
-        self.seen = torch.zeros(batch, self.expert.vocab_size, dtype=torch.bool, device=input_ids.device)
-        if self.expert.spec.diversity is not None:
-            user_scope = self.expert.spec.diversity.scope == "user"
-            for b in range(batch):
-                start = self.user_starts[b] if user_scope else self.prompt_length
-                self.seen[b, input_ids[b, start:]] = True
-        self._steady = uniform.expand(batch, -1).clone()
-        if self._additive:
-            self._steady[self.seen] -= self._penalty
-        self._seen_upto = length
-
-    def _advance(self, input_ids: torch.LongTensor) -> None:
-        if input_ids.shape[1] <= self._seen_upto or self.expert.spec.diversity is None:
-            self._seen_upto = input_ids.shape[1]
-            return
-        new = input_ids[:, self._seen_upto:]  # (B, k), k = 1 under generate
-        self.seen.scatter_(1, new, True)
-        if self._additive:
-            uniform, _ = self.expert.on(input_ids.device)
-            self._steady.scatter_(1, new, uniform[new] - self._penalty)
+        user_scope = self.expert.spec.diversity is not None and self.expert.spec.diversity.scope == "user"
+        scopes = [input_ids[b, (self.user_starts[b] if user_scope else self.prompt_length):]
+                  for b in range(input_ids.shape[0])]
+        self.seen, self._steady = scope_state(self.expert, scopes, input_ids.device)
         self._seen_upto = input_ids.shape[1]
 
-    def _column(self, idx: int, extras: list[float], uniform: torch.Tensor) -> torch.Tensor:
-        """Exact rule score of column ``idx`` for every row, (B,), in sum order."""
-        value = uniform[idx]
-        for extra in extras:
-            value = value + extra
-        col = value.expand(self.seen.shape[0])
-        if self._additive:
-            col = torch.where(self.seen[:, idx], col - self._penalty, col)
-        return col
+    def _advance(self, input_ids: torch.LongTensor) -> None:
+        if input_ids.shape[1] > self._seen_upto:
+            absorb(self.expert, self.seen, self._steady, input_ids[:, self._seen_upto:])  # (B, k), k = 1 under generate
+        self._seen_upto = input_ids.shape[1]
 
     def rule_scores(self, t: int) -> torch.Tensor:
         """The expert's full score vector ``r`` at step ``t`` (a new (B, V) tensor)."""
-        uniform, start_first = self.expert.on(self.seen.device)
-        if t == 0 and start_first is not None:
-            r = (uniform + start_first).expand(self.seen.shape[0], -1).clone()
-            if self._additive:
-                r[self.seen] -= self._penalty
-        else:
-            r = self._steady.clone()
-        for idx, extras in self.expert.column_extras(t).items():
-            r[:, idx] = self._column(idx, extras, uniform)
-        return r
+        return rule_rows(self.expert, self.seen, self._steady, [t] * self.seen.shape[0])
 
     # -- the processor ------------------------------------------------------------------
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -250,25 +218,9 @@ class RuleExpertProcessor(LogitsProcessor):
         t = input_ids.shape[1] - self.prompt_length
         base = scores.float()  # (B, V); no copy when already fp32
         kept = base.clone() if self.trace is not None else None
-        modified = kept
-        if self._multiplicative:
-            p = self._penalty
-            base = torch.where(self.seen, torch.where(base > 0, base / p, base * p), base)
-            modified = base.clone() if self.trace is not None else None
-        if self.combine == "logsoftmax-sum" or (t == 0 and self.expert.start_first is not None):
-            r = self.rule_scores(t)
-            if self.combine == "logsoftmax-sum":
-                out = torch.log_softmax(base, dim=-1) + torch.log_softmax(r, dim=-1)
-            else:
-                out = base.add_(r) if self.inplace else base + r
-        else:
-            uniform, _ = self.expert.on(base.device)
-            fixes = [(idx, base[:, idx].clone(), self._column(idx, extras, uniform))
-                     for idx, extras in self.expert.column_extras(t).items()]
-            out = base.add_(self._steady) if self.inplace else base + self._steady
-            for idx, base_col, r_col in fixes:
-                out[:, idx] = base_col + r_col
+        out = apply_rules(base, self.expert, self.seen, self._steady, [t] * base.shape[0], self.combine, self.inplace)
         if self.trace is not None:
+            modified = penalise(kept, self.seen, self._penalty) if self._multiplicative else kept
             self._record(t, kept, modified, out)
         return out
 
