@@ -9,11 +9,11 @@ Example:
     >>> blocks = parse_markdown("t.md", "text\\n```bash\\nharness query 'select 1'\\n```\\n")
     >>> [(b.line, b.lang, b.text) for b in blocks]
     [(2, 'bash', "harness query 'select 1'\\n")]
-    >>> page = PageState(page="x.md")
+    >>> page = PageState(page="README.md")
     >>> substitute("harness run --model gemma-3-270m --limit 50", page)
     'harness run --model tiny-random-llama --limit 2 --max-new-tokens 8'
     >>> substitute("harness run --tasks ifeval-sample  # later on the page", page)
-    'harness run --tasks ifeval-sample --limit 2 --max-new-tokens 8 --no-ray   # later on the page'
+    'harness run --tasks ifeval-sample --model tiny-random-llama --limit 2 --max-new-tokens 8 --no-ray   # later on the page'
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SHELL_LANGS = {"bash", "sh", "shell", "console"}
 PYTHON_LANGS = {"python", "py", "pycon"}
 
 #: ``<!-- docs-test: output -->`` or ``<!-- docs-test: error "message" -->`` right before a block
-MARKER_RE = re.compile(r'<!--\s*docs-test:\s*(output|error)(?:\s+"([^"]*)")?\s*-->')
+MARKER_RE = re.compile(r'^\s*<!--\s*docs-test:\s*(output|error)(?:\s+"([^"]*)")?\s*-->\s*$', re.M)
 FENCE_RE = re.compile(r"^(\s*)(```+|~~~+)\s*([\w+-]*)[^\n]*$")
 #: a line that runs the harness: ``harness VERB``, ``.venv/bin/harness VERB``, ``python -m harness.cli``
 HARNESS_LINE_RE = re.compile(r"^\s*(?:\$\s+)?(?:[A-Z_]+=\S+\s+)*(?:\S*/)?(?:harness\s+[a-z-]+|python3?\s+-m\s+harness\.cli\b)")
@@ -63,7 +63,7 @@ def parse_markdown(page: str, text: str) -> list[Block]:
     prev_blank = True
     while i < len(lines):
         line = lines[i]
-        m = MARKER_RE.search(line)
+        m = MARKER_RE.match(line)
         if m:
             marker = (m.group(1), m.group(2))
             i += 1
@@ -137,7 +137,8 @@ SKIPS: list[tuple[str, str, str]] = [
     ("docs/lm-eval.md", "evaluate_tasks([\"capitals\"], backend, plan)",
      "API sketch: `backend` and `plan` are the live replica pool of a run"),
     ("docs/ranking.md", "out = rank(backend, pairs", "API sketch: `backend` is the live replica pool of a run"),
-    ("docs/finetune.md", "exs, stats = build(\"poetry\"", "API sketch: runs a finetune and reads poems.jsonl"),
+    ("docs/finetune.md", "exs, stats = build(\"poetry\"", "trains a second time (Ray Train) and reads a "
+     "poems.jsonl of your own; tests/integration/test_finetune.py covers run_finetune"),
 ]
 
 #: (regex over the block text, reason): cloud, GPU, network and external tools
@@ -168,7 +169,7 @@ def skip_reason(block: Block) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Per-page fixtures: files a page's commands use that the page does not create itself. Paths are
 # relative to the page's scratch dir; the value is file text, or "@tiny-model" for a link to the
-# built tiny-random-llama directory.
+# built tiny-random-llama directory, "@repo:PATH" for a copy of a repo file.
 
 _PROMPTS = '{"id": "p1", "instruction": "Name three rivers."}\n{"id": "p2", "instruction": "Write a haiku about rain."}\n'
 _CAPITALS = ('{"qid": "q1", "country": "France", "capital": "Paris"}\n'
@@ -181,10 +182,12 @@ _DOMAIN = ('{"instruction": "Write a poem called Rain", "response": "Rain falls\
 
 FIXTURES: dict[str, dict[str, str]] = {
     "README.md": {"my_prompts.jsonl": _PROMPTS, "my-hf-model": "@tiny-model",
+                  "input_data.jsonl": "@repo:tasks/data/ifeval_sample.jsonl",
                   "my_tasks/data/recipes.jsonl": '{"instruction": "A soup recipe, please."}\n'},
     "docs/tasks.md": {"my_tasks/data/capitals.jsonl": _CAPITALS, "my_prompts.jsonl": _PROMPTS,
                       "alpaca_eval.jsonl": '{"id": 1, "instruction": "Say hi.", "reference_output": "Hi!"}\n'},
-    "docs/lm-eval.md": {"abs/path/capitals.jsonl": '{"country": "France", "capital": "Paris"}\n'
+    "docs/lm-eval.md": {"input_data.jsonl": "@repo:tasks/data/ifeval_sample.jsonl",
+                        "abs/path/capitals.jsonl": '{"country": "France", "capital": "Paris"}\n'
                                                    '{"country": "Japan", "capital": "Tokyo"}\n'},
     "docs/ranking.md": {"alpaca_eval.jsonl": _PAIRS},
     "docs/metrics.md": {"poetry.jsonl": _DOMAIN},
@@ -204,16 +207,23 @@ SMALL_LIMIT = 2
 SMALL_TOKENS = 8
 #: placeholders for a run id in the docs; each becomes the newest run id of the page's stores
 RUN_PLACEHOLDERS = ("RUN_ID", "RUN_STEP100", "RUN_STEP200", "RUN_A", "RUN_B", "RUN2", "IT-RUN", "RUN")
+FIRST_OF_TWO = ("RUN_A", "RUN_STEP100")   # the older of a pair: the second-newest run id
+#: pages whose first `harness run/rank/resume` keeps Ray; everywhere else they run in-process (--no-ray)
+RAY_PAGES = ("README.md",)
 RUN_ID_EXAMPLE_RE = re.compile(r"\b(?:gemma-3-270m|tiny-random-llama)-[0-9a-f]{10}\b")
 #: absolute example paths outside the repo, rebased into the scratch dir
 REBASED_ROOTS = ("/tmp/", "/data/", "/mnt/", "/abs/", "/ckpt/", "/home/ray/", "/models/")
 
 SUBSTITUTIONS: list[tuple[str, str]] = [
-    ("real models", f"`{'`, `'.join(REAL_MODELS)}` → `tiny-random-llama`; `--judge hf` → `--judge hf:tiny-random-llama`"),
+    ("real models", f"`{'`, `'.join(REAL_MODELS)}` → `tiny-random-llama`; `harness run/submit/rank` without `--model` "
+     "get `--model tiny-random-llama`; `--judge hf` → `--judge hf:tiny-random-llama`; `harness similarity` gets "
+     "`--encoder` = the tiny model's dir"),
     ("small limits", f"`--limit N` → `--limit {SMALL_LIMIT}`; `harness run/submit/rank` without `--limit` get one"),
     ("short outputs", f"`--max-new-tokens N` → `{SMALL_TOKENS}`; `harness run/submit` without it get `--max-new-tokens {SMALL_TOKENS}`"),
-    ("one Ray start per page", "the first `harness run/rank/resume` of a page keeps Ray (`--replicas N` → 1); later ones get `--no-ray`"),
-    ("run ids", f"`{'`, `'.join(RUN_PLACEHOLDERS)}` and example ids like `gemma-3-270m-1a2b3c4d5e` → the newest run id in the page's results stores"),
+    ("Ray only where it is the point", f"`harness run/rank/resume` get `--no-ray`, except the first one on "
+     f"{', '.join(RAY_PAGES)} (and none after a `harness finetune`, which starts Ray Train); `--replicas N` → 1"),
+    ("run ids", f"`{'`, `'.join(RUN_PLACEHOLDERS)}` and example ids like `gemma-3-270m-1a2b3c4d5e` → the newest run id "
+     f"in the page's results stores (`{'`, `'.join(FIRST_OF_TWO)}`: the second-newest)"),
     ("job ids", "`raysubmit_XXXX` → the newest job id printed by an earlier block of the page"),
     ("scratch paths", f"absolute example paths under `{'`, `'.join(REBASED_ROOTS)}` → the same path inside the page's scratch dir"),
 ]
@@ -243,6 +253,7 @@ def substitute(text: str, state: PageState, *, python: bool = False) -> str:
     text = re.sub(r"--judge hf(?=\s|$)", "--judge hf:tiny-random-llama", text)
     if state.run_ids:
         text = RUN_ID_EXAMPLE_RE.sub(state.run_ids[-1], text)
+        text = _replace_words(text, FIRST_OF_TWO, state.run_ids[-2] if len(state.run_ids) > 1 else state.run_ids[-1])
         text = _replace_words(text, RUN_PLACEHOLDERS, state.run_ids[-1])
     if state.job_ids:
         text = re.sub(r"\braysubmit_[A-Za-z0-9]+", state.job_ids[-1], text)
@@ -259,7 +270,7 @@ def _join_continuations(text: str) -> str:
     return re.sub(r"\\\n\s*", " ", text)
 
 
-_VERB_RE = re.compile(r"(?:^|[\s;&|(])(?:\S*/)?harness\s+(run|submit|rank|resume)\b")
+_VERB_RE = re.compile(r"(?:^|[\s;&|(])(?:\S*/)?harness\s+(run|submit|rank|resume|finetune|similarity)\b")
 
 
 def _rewrite_command(line: str, state: PageState) -> str:
@@ -269,16 +280,24 @@ def _rewrite_command(line: str, state: PageState) -> str:
         return line
     verb = m.group(1)
     code, comment = _split_comment(line)
+    if verb == "finetune":  # Ray Train always starts Ray; --dry-run does not
+        state.ray_used = state.ray_used or "--dry-run" not in code
+        return line
     code = re.sub(r"--limit[ =]\d+", f"--limit {SMALL_LIMIT}", code)
     code = re.sub(r"--max-new-tokens[ =]\d+", f"--max-new-tokens {SMALL_TOKENS}", code)
     code = re.sub(r"--replicas[ =]\d+", "--replicas 1", code)
     extra = []
+    if verb == "similarity":
+        code = re.sub(r"\s--encoder[ =]\S+", "", code)
+        return _insert_flags(code, m.end(), '--encoder "$(harness models path tiny-random-llama)"') + comment
+    if verb in ("run", "submit", "rank") and "--model" not in code:
+        extra.append("--model tiny-random-llama")
     if verb in ("run", "submit", "rank") and "--limit" not in code:
         extra.append(f"--limit {SMALL_LIMIT}")
     if verb in ("run", "submit") and "--max-new-tokens" not in code:
         extra.append(f"--max-new-tokens {SMALL_TOKENS}")
     if verb in ("run", "rank", "resume") and "--no-ray" not in code and "--address" not in code:
-        if state.ray_used:
+        if state.ray_used or state.page not in RAY_PAGES:
             extra.append("--no-ray")
         state.ray_used = True
     if extra:

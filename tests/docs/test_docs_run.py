@@ -35,8 +35,8 @@ import forkserver  # noqa: E402
 
 REPO = db.REPO
 BLOCK_TIMEOUT_S = 600
-COPIED_DIRS = ("configs", "tasks")            # copied: configs resolve paths against their own location
-LINKED_DIRS = ("cluster", "tests", "benchmarks")   # read only
+COPIED_DIRS = ("configs",)   # copied: finetune configs resolve output_dir against their own location
+LINKED_DIRS = ("tasks", "cluster", "tests", "benchmarks")   # read only
 
 ALL_BLOCKS = db.all_blocks()
 
@@ -102,6 +102,8 @@ def _page_state(docs_env, page: str) -> db.PageState:
             target.parent.mkdir(parents=True, exist_ok=True)
             if content == "@tiny-model":
                 target.symlink_to(docs_env["tiny"])
+            elif content.startswith("@repo:"):
+                shutil.copyfile(REPO / content[len("@repo:"):], target)
             else:
                 target.write_text(content)
         states[page] = db.PageState(page=page, scratch=work)
@@ -223,6 +225,9 @@ HELP_SKIPS = [  # (snippet, reason), for help examples only; GENERIC_SKIPS apply
     ("ssh head", "network: asks a remote head for its token"),
     ("harness jobs", "needs a running Ray job server"),
     ("&& open ", "opens a viewer"),
+    ("harness finetune configs/finetune/gemma-", "real-model finetune config (Gemma-3-270M; its data comes from "
+     "docs/finetune.md's demo steps)"),
+    ("harness finetune configs/finetune/tiny-response.yaml", "trains; docs/finetune.md runs the same command"),
 ]
 _SUBMIT_NEEDS_SERVER = re.compile(r"harness submit (?!.*--dry-run)")
 
