@@ -174,9 +174,9 @@ def skip_reason(block: Block) -> str | None:
 _PROMPTS = '{"id": "p1", "instruction": "Name three rivers."}\n{"id": "p2", "instruction": "Write a haiku about rain."}\n'
 _CAPITALS = ('{"qid": "q1", "country": "France", "capital": "Paris"}\n'
              '{"qid": "q2", "country": "Japan", "capital": "Tokyo"}\n')
-_PAIRS = ('{"instruction": "Name a river.", "reference_output": "The Nile."}\n'
-          '{"instruction": "Say hello.", "reference_output": "Hello!"}\n'
-          '{"instruction": "Count to three.", "reference_output": "1, 2, 3."}\n')
+_PAIRS = ('{"id": 0, "instruction": "Name a river.", "reference_output": "The Nile."}\n'
+          '{"id": 1, "instruction": "Say hello.", "reference_output": "Hello!"}\n'
+          '{"id": 2, "instruction": "Count to three.", "reference_output": "1, 2, 3."}\n')
 _DOMAIN = ('{"instruction": "Write a poem called Rain", "response": "Rain falls\\nsoft and slow"}\n'
            '{"instruction": "Write a poem called Sun", "response": "Sun rises\\nwarm and bright"}\n')
 
@@ -193,6 +193,8 @@ FIXTURES: dict[str, dict[str, str]] = {
     "docs/metrics.md": {"poetry.jsonl": _DOMAIN},
     "help": {"my_prompts.jsonl": _PROMPTS, "my-hf-model": "@tiny-model", "alpaca_eval.jsonl": _PAIRS,
              "pairs.jsonl": _PAIRS.replace("reference_output", "output"), "poetry_train.jsonl": _DOMAIN,
+             "gsm.jsonl": _DOMAIN, "lima.jsonl": _DOMAIN,
+             "my_tasks/recipes.yaml": "task: my-recipes\ndataset_path: ../my_prompts.jsonl\ndoc_to_text: instruction\n",
              "my_task.yaml": "task: my-task\ndataset_path: my_prompts.jsonl\ndoc_to_text: instruction\n"},
 }
 
@@ -347,7 +349,8 @@ def help_examples(parser) -> list[tuple[str, int, str]]:
                         walk(sub, path + [name])
 
     walk(parser, ["harness"])
-    return out
+    seen_cmds: set[str] = set()  # a verb and its sub-verbs often share one epilog: keep the first
+    return [e for e in out if not (e[2] in seen_cmds or seen_cmds.add(e[2]))]
 
 
 def epilog_commands(epilog: str) -> list[tuple[int, str]]:

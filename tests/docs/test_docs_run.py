@@ -16,9 +16,9 @@ Example (the id of a block test):
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -94,8 +94,9 @@ def _page_state(docs_env, page: str) -> db.PageState:
         venv_bin = work / ".venv" / "bin"
         venv_bin.mkdir(parents=True)
         forkserver.write_shim(str(venv_bin / "harness"))
-        (venv_bin / "python").symlink_to(sys.executable)
-        (venv_bin / "python3").symlink_to(sys.executable)
+        for name in ("python", "python3"):  # a script, not a link: the venv is found from the real path
+            (venv_bin / name).write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+            (venv_bin / name).chmod(0o755)
         fixtures = db.FIXTURES.get("help" if page.startswith("harness") else page, {})
         for rel, content in fixtures.items():
             target = work / rel
@@ -225,6 +226,8 @@ HELP_SKIPS = [  # (snippet, reason), for help examples only; GENERIC_SKIPS apply
     ("ssh head", "network: asks a remote head for its token"),
     ("harness jobs", "needs a running Ray job server"),
     ("&& open ", "opens a viewer"),
+    ("pull ./my-model.Q4_K_M.gguf", "needs a GGUF file of your own"),
+    ("deepspeed:OUTPUT_DIR", "needs a finetune's output dir; docs/finetune.md runs it with results/finetune/tiny-response"),
     ("harness finetune configs/finetune/gemma-", "real-model finetune config (Gemma-3-270M; its data comes from "
      "docs/finetune.md's demo steps)"),
     ("harness finetune configs/finetune/tiny-response.yaml", "trains; docs/finetune.md runs the same command"),
@@ -249,10 +252,12 @@ def test_help_example_parses(verb, line, command):
 
 @pytest.fixture(scope="session")
 def seed_store(docs_env):
-    """One tiny run (none, rules) that the help examples' RUN placeholders refer to."""
+    """Two tiny runs that the help examples' RUN placeholders refer to: the newest has the ablation
+    variants, both have none and rules, and the tasks carry reference answers (alpaca-eval)."""
     state = _page_state(docs_env, "harness-seed")
-    rc, out = _bash(f"harness run --model tiny-random-llama --tasks instructions-mini --limit {db.SMALL_LIMIT} "
-                    f"--max-new-tokens {db.SMALL_TOKENS} --variants none,rules --no-ray -q", state, docs_env["env"])
+    run = (f"harness run --model tiny-random-llama --tasks instructions-mini,alpaca-eval --data alpaca-eval=alpaca_eval.jsonl "
+           f"--limit {db.SMALL_LIMIT} --max-new-tokens {db.SMALL_TOKENS} --no-ray -q")
+    rc, out = _bash(f"{run} --variants none,rules --combine logsoftmax-sum\n{run} --variants ablations", state, docs_env["env"])
     assert rc == 0, out[-3000:]
     return state.scratch / "results"
 
