@@ -147,7 +147,10 @@ def _child(conn: socket.socket, request: dict, fds: list[int]) -> None:
 
 
 def serve(path: str) -> None:
-    """Preload, listen on ``path``, print ``ready`` and fork one child per request."""
+    """Preload, listen on ``path``, print ``ready`` and fork one child per request.
+
+    Returns when the process that started it has gone (checked every 5 s).
+    """
     for name in PRELOAD:
         __import__(name)
     from harness.cli import build_parser
@@ -157,9 +160,17 @@ def serve(path: str) -> None:
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(16)
+    srv.settimeout(5.0)
+    parent = os.getppid()
     print("ready", flush=True)
     while True:
-        conn, _ = srv.accept()
+        try:
+            conn, _ = srv.accept()
+        except TimeoutError:
+            if os.getppid() != parent:  # the test process is gone: do not outlive it
+                return
+            continue
+        conn.settimeout(None)
         try:
             request, fds = _recv_request(conn)
         except Exception:  # noqa: BLE001 - a broken client must not stop the server
