@@ -29,9 +29,13 @@ import struct
 import sys
 import traceback
 
-#: preloaded in the server before it forks (nothing here may start threads or touch Ray)
+#: preloaded in the server before it forks: imports only (nothing here may start threads or a Ray
+#: cluster). ``transformers`` loads its classes lazily, so the ones a run uses are named too.
 PRELOAD = ("torch", "transformers", "harness.cli", "harness.runner", "harness.generation",
-           "harness.models", "harness.store", "harness.results", "harness.metrics.summary")
+           "harness.models", "harness.store", "harness.results", "harness.metrics.summary",
+           "ray", "scipy.stats", "accelerate", "safetensors.torch", "tokenizers")
+TRANSFORMERS_CLASSES = ("AutoModelForCausalLM", "AutoTokenizer", "AutoConfig", "LlamaForCausalLM",
+                        "PreTrainedTokenizerFast", "GenerationConfig", "LogitsProcessor")
 
 SHIM = '''#!{python} -IS
 # harness, as seen by the docs test: run by the fork server when there is one (tests/docs/forkserver.py)
@@ -152,7 +156,14 @@ def serve(path: str) -> None:
     Returns when the process that started it has gone (checked every 5 s).
     """
     for name in PRELOAD:
-        __import__(name)
+        try:
+            __import__(name)
+        except ImportError:  # optional extras: the command imports what it needs itself
+            pass
+    import transformers
+
+    for cls in TRANSFORMERS_CLASSES:
+        getattr(transformers, cls, None)
     from harness.cli import build_parser
 
     build_parser()  # imports every room's CLI module
