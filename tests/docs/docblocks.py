@@ -132,8 +132,6 @@ SKIPS: list[tuple[str, str, str]] = [
      "built by tests/integration/test_deepspeed.py, which runs these specs"),
     ("docs/deepspeed.md", "deepspeed:out/run1@all", "needs a ZeRO checkpoint at out/run1 (see above)"),
     ("docs/models.md", "harness models pull ./my-model.Q4_K_M.gguf", "needs a GGUF file of your own"),
-    ("docs/judges.md", "pair_outputs(open_results", "needs a run named r1 with none and rules; "
-     "tests/integration/test_judges.py covers the API"),
     ("docs/lm-eval.md", "evaluate_tasks([\"capitals\"], backend, plan)",
      "API sketch: `backend` and `plan` are the live replica pool of a run"),
     ("docs/ranking.md", "out = rank(backend, pairs", "API sketch: `backend` is the live replica pool of a run"),
@@ -269,7 +267,7 @@ def substitute(text: str, state: PageState, *, python: bool = False) -> str:
 
 
 def _join_continuations(text: str) -> str:
-    return re.sub(r"\\\n\s*", " ", text)
+    return re.sub(r"[ \t]*\\\n\s*", " ", text)
 
 
 _VERB_RE = re.compile(r"(?:^|[\s;&|(])(?:\S*/)?harness\s+(run|submit|rank|resume|finetune|similarity)\b")
