@@ -181,6 +181,22 @@ def test_markers_sit_on_blocks():
         assert n_markers == n_marked, f"{page}: {n_markers - n_marked} docs-test marker(s) not directly before a block"
 
 
+def test_check_fails_on_a_broken_command_and_on_an_error_block_that_succeeds():
+    with pytest.raises(AssertionError, match="exit code 2"):
+        _check(2, "harness: boom", "p.md:1", "harness x", None, None)
+    with pytest.raises(AssertionError, match="documented as an error"):
+        _check(0, "", "p.md:1", "harness x", "error", "boom")
+    with pytest.raises(AssertionError, match="was not printed"):
+        _check(2, "harness: other", "p.md:1", "harness x", "error", "boom")
+    _check(2, "harness: boom", "p.md:1", "harness x", "error", "boom")
+
+
+def test_a_failing_harness_line_stops_its_block_with_the_real_exit_code(docs_env):
+    state = _page_state(docs_env, "self-test")
+    rc, out = _bash("harness tasks show instructions-mnii\necho not reached\n", state, docs_env["env"])
+    assert rc == 2 and "did you mean 'instructions-mini'" in out and "not reached" not in out
+
+
 def test_substitution_table_is_documented():
     page = (REPO / "docs" / "contributing.md").read_text()
     for name, rule in db.SUBSTITUTIONS:
