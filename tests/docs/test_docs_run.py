@@ -40,6 +40,27 @@ LINKED_DIRS = ("tasks", "cluster", "tests", "benchmarks")   # read only
 
 ALL_BLOCKS = db.all_blocks()
 
+#: documented commands known to be broken by code or missing files outside the docs (issue 17):
+#: (snippet of the command, which checks fail: "parse" and/or "run", reason). Strict xfail: once
+#: fixed, the test XPASSes and fails, so the entry must be deleted. Keep this list empty.
+KNOWN_BROKEN = [
+    ("configs/mini.yaml", ("parse", "run"), "issue 17: `harness run --help` cites configs/mini.yaml, which does not exist"),
+    ("configs/paper.yaml", ("parse", "run"),
+     "issue 17: configs/paper.yaml (harness submit --help, docs/cluster.md, cluster/*.yaml) does not exist"),
+    ("harness runs list --store results --format csv", ("run",),
+     "issue 17: --format csv crashes on list columns (ArrowInvalid)"),
+]
+
+
+def _params(rows, ids, command_of, kind):
+    """pytest params, with a strict xfail on the rows whose command is in KNOWN_BROKEN for ``kind``."""
+    out = []
+    for row, id_ in zip(rows, ids):
+        reason = next((r for s, kinds, r in KNOWN_BROKEN if kind in kinds and s in command_of(row)), None)
+        marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+        out.append(pytest.param(*row, marks=marks, id=id_))
+    return out
+
 
 def _is_file_block(b: db.Block) -> bool:
     """A YAML/TOML block whose first line is ``# PATH`` is written to PATH in the scratch dir."""
@@ -64,12 +85,14 @@ def docs_env(harness_home, tiny_model_dir, tmp_path_factory):
     server = None
     if os.environ.get("DOCS_TEST_NO_FORKSERVER") != "1":
         sock = str(Path(tempfile.mkdtemp(prefix="docs-fs-")) / "sock")  # short: AF_UNIX paths are limited
-        server = subprocess.Popen([sys.executable, str(Path(forkserver.__file__)), sock], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        log = root / "forkserver.log"  # a file, not a pipe: nobody drains a pipe while the tests run
+        with open(log, "w") as err:
+            server = subprocess.Popen([sys.executable, str(Path(forkserver.__file__)), sock], env=env,
+                                      stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
         line = server.stdout.readline()
         if line.strip() != "ready":
             server.kill()
-            pytest.fail(f"docs fork server did not start: {line}{server.stderr.read()[-2000:]}")
+            pytest.fail(f"docs fork server did not start: {line}{log.read_text()[-2000:]}")
         env["DOCS_TEST_FORKSERVER"] = sock
     yield {"env": env, "root": root, "tiny": tiny_model_dir, "states": {}}
     if server is not None:
@@ -251,8 +274,10 @@ HELP_SKIPS = [  # (snippet, reason), for help examples only; GENERIC_SKIPS apply
 _SUBMIT_NEEDS_SERVER = re.compile(r"harness submit (?!.*--dry-run)")
 
 
-@pytest.mark.parametrize("verb,line,command", HELP_EXAMPLES,
-                         ids=[f"{v} --help:{n}" for v, n, _ in HELP_EXAMPLES])
+HELP_IDS = [f"{v} --help:{n}" for v, n, _ in HELP_EXAMPLES]
+
+
+@pytest.mark.parametrize("verb,line,command", _params(HELP_EXAMPLES, HELP_IDS, lambda r: r[2], "parse"))
 def test_help_example_parses(verb, line, command):
     """Every help example parses with the real parser and names only repo files that exist."""
     from harness.cli import build_parser
@@ -278,8 +303,7 @@ def seed_store(docs_env):
     return state.scratch / "results"
 
 
-@pytest.mark.parametrize("verb,line,command", HELP_EXAMPLES,
-                         ids=[f"{v} --help:{n}" for v, n, _ in HELP_EXAMPLES])
+@pytest.mark.parametrize("verb,line,command", _params(HELP_EXAMPLES, HELP_IDS, lambda r: r[2], "run"))
 def test_help_example_runs(verb, line, command, docs_env, seed_store):
     block = db.Block(verb, line, "bash", command + "\n")
     reason = db.skip_reason(block) or next((r for s, r in HELP_SKIPS if s in command), None)
@@ -304,7 +328,8 @@ PARSE_LINES = [(b, ln) for b in ALL_BLOCKS if b.lang in db.SHELL_LANGS
                for ln in db._join_continuations(b.text).splitlines() if db.HARNESS_LINE_RE.match(ln)]
 
 
-@pytest.mark.parametrize("block,command", PARSE_LINES, ids=[f"{b.id}:{c.strip()[:40]}" for b, c in PARSE_LINES])
+@pytest.mark.parametrize("block,command", _params(PARSE_LINES, [f"{b.id}:{c.strip()[:40]}" for b, c in PARSE_LINES],
+                                                  lambda r: r[1], "parse"))
 def test_doc_command_parses(block, command):
     """Even a skipped block's harness commands must parse and name only repo files that exist."""
     from harness.cli import build_parser
