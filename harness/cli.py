@@ -40,7 +40,8 @@ RUN_EPILOG = """examples:
   harness run configs/mini.yaml --limit 4
 
   # the paper's Table 4 protocol (per-variant caps 8192/512) on AlpacaEval; print the plan only
-  harness run configs/paper.yaml --dry-run
+  # (the 8192 caps need a model whose context holds them, e.g. gemma-3-270m's 32k)
+  harness run configs/paper.yaml --model gemma-3-270m --dry-run
 
 variants: none | rules (= rules:eos-uniform-diversity) | rules:<options> | ablations | NAME of an --expert YAML,
   each optionally followed by its own decoding settings: rules@max_new_tokens=8192, none@max_new_tokens=512

@@ -85,7 +85,7 @@ def register(subparsers) -> None:
                              "are errors unless --lm-eval says the file is run through lm-eval.",
                  epilog="examples:\n  harness tasks validate tasks/\n"
                         "  harness tasks validate my_task.yaml --tasks-dir .\n"
-                        "  harness tasks validate my_lm_eval_task.yaml --lm-eval")
+                        "  harness tasks validate tasks/instructions_mini.yaml --lm-eval")
     p.add_argument("path", type=Path, help="a task YAML file or a directory of them")
     p.add_argument("--lm-eval", dest="lm_eval", action="store_true",
                    help="the files run through lm-eval (--tasks lm_eval:NAME): skip the native-run field checks")
