@@ -18,6 +18,7 @@ import os
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 
+from harness.distributed import reaper
 from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     An already-initialised Ray (tests, Ray jobs) is reused as it is. Inside a Ray job
     (``harness submit``, ``ray job submit``, a KubeRay RayJob) with no ``address``, the
     job's own cluster is joined: Ray Jobs sets ``RAY_ADDRESS`` to the cluster's GCS address
-    and ``RAY_JOB_CONFIG_JSON_ENV_VAR`` for the entrypoint.
+    and ``RAY_JOB_CONFIG_JSON_ENV_VAR`` for the entrypoint. A private cluster dies with this
+    process (:func:`start_private`).
     """
     if ray.is_initialized():
         return False
@@ -39,15 +41,28 @@ def connect(address: str | None = None, num_cpus: int | None = None, num_gpus: i
     if address:
         ray.init(address=address, log_to_driver=True)
         return True
-    ray.init(
-        "local",
-        num_cpus=num_cpus or os.cpu_count(),
-        num_gpus=num_gpus,
-        include_dashboard=False,
-        object_store_memory=512 * 2**20,
-        log_to_driver=False,
-    )
+    start_private(num_cpus=num_cpus or os.cpu_count(), num_gpus=num_gpus, include_dashboard=False,
+                  object_store_memory=512 * 2**20, log_to_driver=False)
     return True
+
+
+_watchdogs: list = []  # the reaper pipes stay open as long as this driver lives
+
+
+def start_private(**init_kwargs) -> str:
+    """``ray.init("local", **init_kwargs)`` whose processes die with this driver; returns the marker.
+
+    Every process of the new cluster inherits ``HARNESS_RAY_CLUSTER=<marker>``; a watchdog
+    (:mod:`harness.distributed.reaper`) SIGKILLs them when this process exits, however it exits.
+    """
+    marker = reaper.new_marker()
+    _watchdogs.append(reaper.start(marker))
+    os.environ[reaper.MARKER_ENV] = marker
+    try:
+        ray.init("local", **init_kwargs)
+    finally:  # only the cluster's processes carry it, not what this driver starts later
+        os.environ.pop(reaper.MARKER_ENV, None)
+    return marker
 
 
 def plan_replicas(replicas: str, totals: dict, gpus_per_replica: float, cpus_per_replica: float) -> int:
