@@ -1,7 +1,7 @@
 """Start or join a Ray cluster, and reserve replicas with placement groups.
 
-A replica is one ``ModelWorker`` reserving ``{"CPU": c, "GPU": g}`` through its own
-placement group (``STRICT_PACK``, so a multi-GPU replica stays on one node). Requests
+A replica is one ``ModelWorker`` reserving ``{"CPU": c, "GPU": g}`` as one bundle of a
+``SPREAD`` placement group (:func:`reserve`: replicas go to as many nodes as possible). Requests
 are checked against the cluster's totals before anything starts: asking for more than
 exists is a one-line error, never a silent hang.
 
@@ -85,11 +85,17 @@ def plan_replicas(replicas: str, totals: dict, gpus_per_replica: float, cpus_per
 
 
 def reserve(n: int, cpus: float, gpus: float, timeout_s: float = 120.0) -> list:
-    """Create and wait for ``n`` placement groups of one bundle each."""
+    """One ``SPREAD`` placement group of ``n`` bundles, replica ``i`` in bundle ``i``; returns ``[group]``.
+
+    ``SPREAD`` puts the replicas on as many nodes as it can (a lost node takes as few as
+    possible) and still packs them when there are fewer nodes than replicas; when a node
+    dies, Ray re-places its bundles on the nodes left if they have room (``STRICT_*`` could
+    refuse), and the pool restarts the lost replicas there.
+    """
     bundle = {"CPU": cpus} | ({"GPU": gpus} if gpus else {})
-    groups = [placement_group([bundle], strategy="STRICT_PACK") for _ in range(n)]
-    ready, _ = ray.wait([g.ready() for g in groups], num_returns=n, timeout=timeout_s)
-    if len(ready) < n:
+    groups = [placement_group([dict(bundle) for _ in range(n)], strategy="SPREAD")]
+    ready, _ = ray.wait([g.ready() for g in groups], num_returns=1, timeout=timeout_s)
+    if not ready:
         for g in groups:
             remove_placement_group(g)
         raise HarnessError(f"could not reserve {n} replica(s) of {bundle} within {timeout_s:.0f} s; see `ray status`")
