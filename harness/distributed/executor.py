@@ -105,7 +105,17 @@ class Backend:
         hooks = {k: os.environ[k] for k in (FAULT_DIR_ENV, FAULT_PAUSE_ENV) if k in os.environ}
         if hooks:  # the fault-injection test hook (worker.fault_point) reaches the replicas
             options["runtime_env"] = {"env_vars": hooks}
-        return RemoteModelWorker.options(**options).remote(str(self.plan.model.path), **self._kwargs(self.threads, device))
+        kwargs = self._kwargs(self.threads, device)
+        return RemoteModelWorker.options(**options).remote(str(self.plan.model.path), **kwargs)
+
+    def _fits(self, n: int) -> bool:
+        """Would ``n`` plain replicas fit on the cluster's live nodes now (a node may be gone)?"""
+        import ray
+
+        if self.cfg.tp > 1:
+            return True  # gangs: the pool's start timeout is the backstop
+        totals = ray.cluster_resources()
+        return n * 1.0 <= totals.get("CPU", 0) and n * self.gpus <= totals.get("GPU", 0)
 
     def start(self) -> dict:
         """Load the model on every replica (once); returns the experts' resolution tables."""
@@ -116,9 +126,7 @@ class Backend:
             self.worker = ModelWorker(str(self.plan.model.path), **self._kwargs(self.cfg.threads, self.cfg.device))
             self._tables = self.worker.resolution_tables(self.plan.variants)
         else:
-            import ray
-
-            self.pool = ReplicaPool(self._make_worker, self.n, model=self.plan.model.name)
+            self.pool = ReplicaPool(self._make_worker, self.n, model=self.plan.model.name, fits=self._fits)
             self.timings["replicas"] = self.pool.wait_ready()
             self._tables = self.pool.ask(lambda w: w.resolution_tables.remote(self.plan.variants))
         self.timings["load_seconds"] = time.perf_counter() - t0

@@ -75,13 +75,16 @@ class ReplicaPool:
         backoff_s: wait before the first restart of a replica; doubles with each restart.
         start_timeout_s: a replica still not loaded after this long is dropped.
         model: the model's name, for error messages.
+        fits: ``(replicas) -> bool``: would that many replicas fit on the cluster as it is now?
+            A lost replica is restarted only if so (after a node loss it is dropped instead).
     """
 
     def __init__(self, make_worker: Callable[[int], object], n: int, depth: int = 2, max_retries: int = 2,
-                 max_restarts: int = 3, backoff_s: float = 0.5, start_timeout_s: float = 900.0, model: str = "model"):
+                 max_restarts: int = 3, backoff_s: float = 0.5, start_timeout_s: float = 900.0, model: str = "model",
+                 fits: Callable[[int], bool] = lambda n: True):
         self.make_worker = make_worker
         self.depth, self.max_retries, self.max_restarts = depth, max_retries, max_restarts
-        self.backoff_s, self.start_timeout_s, self.model = backoff_s, start_timeout_s, model
+        self.backoff_s, self.start_timeout_s, self.model, self.fits = backoff_s, start_timeout_s, model, fits
         self.retries = 0
         self.replaced = 0
         self.dropped = 0
@@ -195,6 +198,10 @@ class ReplicaPool:
         if self.restarts[i] >= self.max_restarts:
             self._drop(i, f"died {self.restarts[i] + 1} times while {while_} (last: {_first_line(exc)})",
                        hint="out of memory?" if while_ == "loading" else "")
+            return
+        if not self.fits(len(self.workers) + 1):
+            self._drop(i, f"died while {while_} ({_first_line(exc)}) and the cluster has no room left for it "
+                          "(node lost?)")
             return
         delay = self.backoff_s * 2 ** self.restarts[i]
         log.warning("replica %d of %s died while %s (%s); restarting it in %.1f s", i, self.model, while_,

@@ -66,14 +66,14 @@ class ModelWorker:
             self.generator = Generator(model_path, model_name=model_name, prompt_format=prompt_format, dtype=dtype,
                                        device=device, combine=combine, trace=trace)
         except Exception as exc:  # noqa: BLE001 - one line for the driver; the pool does not retry it
-            lines = str(exc).strip().splitlines()
-            raise ModelLoadError(f"model {model_name}: {LOAD_FAILED}{type(exc).__name__}: {lines[0] if lines else ''}") \
-                from None
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ModelLoadError(f"model {model_name}: {LOAD_FAILED}{type(exc).__name__}: {first}") from None
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
 
     def info(self) -> dict:
-        """Where this replica runs (pid, device) — also a readiness probe."""
-        return {"replica": self.replica, "pid": os.getpid(), "device": str(self.generator.device)}
+        """Where this replica runs (pid, device, Ray node id) — also a readiness probe."""
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        return {"replica": self.replica, "pid": os.getpid(), "device": str(self.generator.device), "node": node}
 
     def resolution_tables(self, variants: Sequence[Variant]) -> dict:
         return self.generator.resolution_tables(variants)

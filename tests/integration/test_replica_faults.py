@@ -168,3 +168,42 @@ def test_private_cluster_dies_with_its_sigkilled_driver(tmp_path):
     finally:
         for pid in marked_pids(mark, env="HARNESS_TEST_ORPHAN_MARK"):  # ours only, should there be any
             os.kill(pid, signal.SIGKILL)
+
+
+def _toy_pool(ray, **kwargs) -> ReplicaPool:
+    @ray.remote(num_cpus=0.1, max_restarts=0)
+    class Toy:  # a replica without a model: square numbers, die on request
+        def info(self):
+            return {"pid": os.getpid()}
+
+        def work(self, shard):
+            if shard.die:
+                os._exit(1)
+            return {"shard_id": shard.shard_id, "rows": [shard.shard_id ** 2]}
+
+    return ReplicaPool(lambda i: Toy.remote(), 2, backoff_s=0.01, model="toy", **kwargs)
+
+
+class _Shard:
+    def __init__(self, shard_id, die=False):
+        self.shard_id, self.die = shard_id, die
+
+
+def test_pool_shrinks_when_the_cluster_has_no_room_for_a_replacement(ray_cluster, caplog):
+    pool = _toy_pool(ray_cluster, fits=lambda n: n <= 1)  # as after a node loss: one replica fits
+    pool.wait_ready()
+    died = []
+
+    def submit(worker, shard):
+        if shard.shard_id == 3 and not died:  # the first attempt kills its replica
+            died.append(shard)
+            return worker.work.remote(_Shard(3, die=True))
+        return worker.work.remote(shard)
+
+    results = {}
+    pool.map([_Shard(n) for n in range(8)], submit, lambda r: results.__setitem__(r["shard_id"], r["rows"]))
+    pool.shutdown()
+    assert results == {n: [n * n] for n in range(8)}
+    assert pool.dropped == 1 and pool.replaced == 0 and len(pool.workers) == 1
+    assert "no room left" in caplog.text
+
