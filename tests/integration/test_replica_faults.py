@@ -109,7 +109,7 @@ def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster
 def test_replica_that_always_dies_while_loading_is_one_line_exit_1(ray_cluster, fault_hook, tmp_path, monkeypatch,
                                                                   capsys):
     """Like an out-of-memory kill at start-up: bounded restarts, then one line and exit 1."""
-    monkeypatch.setenv("HARNESS_TEST_FAULT_PAUSE", "loading=0.5")
+    monkeypatch.setenv("HARNESS_TEST_FAULT_PAUSE", "loading=2")
     killer = Killer(fault_hook, "loading", limit=1000)
     killer.start()
     try:
