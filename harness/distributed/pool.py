@@ -164,6 +164,8 @@ class ReplicaPool:
             self.ready[i] = ray.get(ref)
         except (RayTaskError, *_WORKER_LOST) as exc:
             cause = load_failure(exc)
+            if cause is None and isinstance(exc, RayTaskError) and not isinstance(exc.cause, _WORKER_LOST):
+                cause = _first_line(exc.cause)  # raised while setting up (a --tp rank), not a lost process
             if cause is not None:
                 raise HarnessError(f"model {self.model}: {LOAD_FAILED}{cause}") from None
             self._lost(i, exc, in_flight, queue, while_="loading")
