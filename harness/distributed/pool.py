@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -59,7 +60,15 @@ def load_failure(exc: BaseException) -> str | None:
 
 
 def _first_line(exc: BaseException) -> str:
+    """``Type: first line``, or Ray's exit detail when a worker process died.
+
+    >>> _first_line(RuntimeError("The actor died.\\n\\tpid: 7\\nWorker exit detail: killed (OOM). Some common causes"))
+    'RuntimeError: worker process died: killed (OOM).'
+    """
     text = str(exc).strip()
+    detail = re.search(r"Worker exit detail: (.*?)(?: Some common causes|$)", text, re.S)
+    if detail:
+        return f"{type(exc).__name__}: worker process died: {' '.join(detail.group(1).split())[:200]}"
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 

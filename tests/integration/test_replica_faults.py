@@ -120,7 +120,7 @@ def test_replica_that_always_dies_while_loading_is_one_line_exit_1(ray_cluster, 
     err = capsys.readouterr().err
     assert code == 1, err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert "tiny-random-llama" in err and "died 4 times while loading" in err
+    assert "tiny-random-llama" in err and "died 4 times while loading" in err and "worker process died" in err, err
     assert len(killer.killed) == 4  # the first start and 3 restarts
 
 
