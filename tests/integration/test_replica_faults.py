@@ -85,9 +85,9 @@ def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster
 
         def wait_then_kill(self):
             infos = ready(self)
-            if not idle_killed:
-                os.kill(infos[0]["pid"], signal.SIGKILL)
-                idle_killed.append(infos[0]["pid"])
+            if not idle_killed:  # the last replica: the pool finds it dead when it sends it a shard
+                os.kill(infos[-1]["pid"], signal.SIGKILL)
+                idle_killed.append(infos[-1]["pid"])
             return infos
 
         monkeypatch.setattr(ReplicaPool, "wait_ready", wait_then_kill)
@@ -100,6 +100,8 @@ def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster
     if killer:
         killer.stop.set()
         assert len(killer.killed) == 1
+    else:
+        assert len(idle_killed) == 1
     assert _keys(store) == reference_keys  # every (prompt, variant) row exactly once
     timings = Store(store).read_manifest("r")["timings_json"]
     assert timings["replaced_replicas"] >= 1
