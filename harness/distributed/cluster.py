@@ -52,16 +52,19 @@ _watchdogs: list = []  # the reaper pipes stay open as long as this driver lives
 def start_private(**init_kwargs) -> str:
     """``ray.init("local", **init_kwargs)`` whose processes die with this driver; returns the marker.
 
-    Every process of the new cluster inherits ``HARNESS_RAY_CLUSTER=<marker>``; a watchdog
-    (:mod:`harness.distributed.reaper`) SIGKILLs them when this process exits, however it exits.
+    Every process of the new cluster inherits ``HARNESS_RAY_CLUSTER=<marker>`` and the watchdog
+    learns the session directory; it (:mod:`harness.distributed.reaper`) SIGKILLs them when this
+    process exits, however it exits.
     """
     marker = reaper.new_marker()
-    _watchdogs.append(reaper.start(marker))
+    watchdog = reaper.start(marker)
+    _watchdogs.append(watchdog)
     os.environ[reaper.MARKER_ENV] = marker
     try:
-        ray.init("local", **init_kwargs)
+        context = ray.init("local", **init_kwargs)
     finally:  # only the cluster's processes carry it, not what this driver starts later
         os.environ.pop(reaper.MARKER_ENV, None)
+    reaper.tell(watchdog, context.address_info.get("session_dir", ""))
     return marker
 
 

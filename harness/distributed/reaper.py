@@ -6,11 +6,14 @@ raylet's death, then block for up to 60 s trying to report it to the GCS that is
 gone (Ray 2.60, ``process_watcher.report_raylet_error_logs``). After a driver SIGKILL they
 were found alive a minute later.
 
-:func:`start` runs a tiny watchdog (``python -I reaper.py MARKER``) in its
-own session. Every process of the private cluster inherits ``HARNESS_RAY_CLUSTER=MARKER``
-from the driver's environment at ``ray.init``; the watchdog blocks on a pipe from the driver
-and, when it closes (normal exit or SIGKILL alike), SIGKILLs every process still carrying
-that marker. It never touches processes of other clusters, and never runs ``ray stop``.
+:func:`start` runs a tiny watchdog (``python -I reaper.py MARKER``) in its own session. It
+blocks on a pipe from the driver and, when the pipe closes (normal exit or SIGKILL alike),
+SIGKILLs every process of that cluster, found two ways: the environment marker
+``HARNESS_RAY_CLUSTER=MARKER`` that every process inherits from the driver at ``ray.init``,
+and the cluster's session directory (the driver sends it with :func:`tell`) in a process's
+command line or open files. The second is needed because ``setproctitle`` (the agents'
+``ray::...`` titles) can overwrite the start of a process's environment block. It never
+touches other clusters' processes, and never runs ``ray stop``.
 
 Example:
     >>> marker = new_marker()
@@ -53,30 +56,76 @@ def marked_pids(marker: str, env: str = MARKER_ENV) -> list[int]:
     return pids
 
 
-def reap(marker: str, grace_s: float = 10.0) -> int:
-    """SIGKILL every marked process until none is left (or ``grace_s`` passes); returns how many."""
+def pids_using(dirs: list[str]) -> list[int]:
+    """Pids of live processes (this one excluded) with one of ``dirs`` in their command line or open files."""
+    needles = [d.rstrip("/") + "/" for d in dirs if d]
+    if not needles:
+        return []
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            targets = [cmdline]
+            for fd in os.listdir(f"/proc/{name}/fd"):
+                try:
+                    targets.append(os.readlink(f"/proc/{name}/fd/{fd}") + "/")
+                except OSError:
+                    continue
+        except OSError:
+            continue
+        if any(n in t for t in targets for n in needles):
+            pids.append(int(name))
+    return pids
+
+
+def reap(marker: str, dirs: list[str] = (), grace_s: float = 10.0, settle_s: float = 2.0) -> int:
+    """SIGKILL the cluster's processes until none has been seen for ``settle_s`` (at most ``grace_s``)."""
     killed: set[int] = set()
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        pids = [p for p in marked_pids(marker) if not _is_zombie(p)]
-        if not pids:
-            break
+    start = time.monotonic()
+    quiet_since = start
+    while time.monotonic() - start < grace_s:
+        pids = sorted(set(marked_pids(marker)) | set(pids_using(list(dirs))))
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
             except OSError:
                 pass
+        live = [p for p in pids if _alive(p)]
+        _log(f"scan: marked {pids}, still alive {live}")
+        if live:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= settle_s:
+            break
         time.sleep(0.2)
     return len(killed)
 
 
-def _is_zombie(pid: int) -> bool:
+def _alive(pid: int) -> bool:
+    """Not gone and not a zombie (a zombie's environ reads empty, so it is no longer 'marked')."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
     except (OSError, IndexError):
         return True
+
+
+def _log(line: str) -> None:
+    path = os.environ.get("HARNESS_REAPER_LOG")  # debugging aid: where the watchdog says what it did
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{time.time():.2f} {os.getpid()} {line}\n")
+
+
+def tell(watchdog: subprocess.Popen, session_dir: str) -> None:
+    """Send the cluster's session directory to its watchdog."""
+    watchdog.stdin.write(session_dir.encode() + b"\n")
+    watchdog.stdin.flush()
 
 
 def start(marker: str) -> subprocess.Popen:
@@ -90,8 +139,10 @@ def start(marker: str) -> subprocess.Popen:
 def main(argv: list[str]) -> int:
     marker = argv[0]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the driver's business
-    sys.stdin.buffer.read()  # returns at EOF: the driver has exited or was killed
-    reap(marker)
+    _log(f"watching {marker}")
+    dirs = [line.decode().strip() for line in sys.stdin.buffer]  # ends at EOF: the driver has exited or was killed
+    _log(f"driver gone; session dirs {dirs}")
+    _log(f"killed {reap(marker, dirs)}")
     return 0
 
 
