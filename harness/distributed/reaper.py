@@ -81,13 +81,16 @@ def pids_using(dirs: list[str]) -> list[int]:
     return pids
 
 
-def reap(marker: str, dirs: list[str] = (), grace_s: float = 10.0, settle_s: float = 2.0) -> int:
-    """SIGKILL the cluster's processes until none has been seen for ``settle_s`` (at most ``grace_s``)."""
+def reap(marker: str, dirs: list[str] = (), grace_s: float = 10.0, settle_s: float = 2.0, spare: int = 0) -> int:
+    """SIGKILL the cluster's processes until none has been seen for ``settle_s`` (at most ``grace_s``).
+
+    ``spare``: a pid never to kill (the driver, should it still be exiting after 30 s).
+    """
     killed: set[int] = set()
     start = time.monotonic()
     quiet_since = start
     while time.monotonic() - start < grace_s:
-        pids = sorted(set(marked_pids(marker)) | set(pids_using(list(dirs))))
+        pids = sorted((set(marked_pids(marker)) | set(pids_using(list(dirs)))) - {spare})
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -139,10 +142,14 @@ def start(marker: str) -> subprocess.Popen:
 def main(argv: list[str]) -> int:
     marker = argv[0]
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the driver's business
-    _log(f"watching {marker}")
+    driver = os.getppid()
+    _log(f"watching {marker} for driver {driver}")
     dirs = [line.decode().strip() for line in sys.stdin.buffer]  # ends at EOF: the driver has exited or was killed
+    deadline = time.monotonic() + 30  # a normal exit closes the pipe first, then runs ray.shutdown()
+    while _alive(driver) and os.getppid() == driver and time.monotonic() < deadline:
+        time.sleep(0.1)
     _log(f"driver gone; session dirs {dirs}")
-    _log(f"killed {reap(marker, dirs)}")
+    _log(f"killed {reap(marker, dirs, spare=driver)}")
     return 0
 
 

@@ -28,6 +28,7 @@ def main(store: str, cpus: float) -> None:
                                       "include_dashboard": False})
     doomed = cluster.add_node(num_cpus=cpus, num_gpus=0, object_store_memory=100 * 2**20)
     cluster.wait_for_nodes()
+    reaper.tell(main.watchdog, cluster.head_node.get_session_dir_path())  # both nodes share it
 
     from harness.config import RunConfig
     from harness.runner import execute
