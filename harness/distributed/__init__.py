@@ -11,7 +11,7 @@ Example:
 import importlib
 
 _EXPORTS = {"connect": "cluster", "plan_replicas": "cluster", "release": "cluster", "reserve": "cluster",
-            "ReplicaPool": "pool", "ModelWorker": "worker", "RemoteModelWorker": "worker"}
+            "ReplicaPool": "pool", "ReplicasLost": "pool", "ModelWorker": "worker", "RemoteModelWorker": "worker"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from harness.distributed.cluster import connect, plan_replicas, release, reserve
 from harness.distributed.pool import ReplicaPool
-from harness.distributed.worker import ModelWorker, RemoteModelWorker
+from harness.distributed.worker import FAULT_DIR_ENV, FAULT_PAUSE_ENV, ModelWorker, RemoteModelWorker
 from harness.errors import HarnessError
 from harness.records import Shard
 
@@ -99,13 +99,25 @@ class Backend:
     def _make_worker(self, i: int):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        strategy = PlacementGroupSchedulingStrategy(placement_group=self.groups[i], placement_group_bundle_index=0)
+        strategy = PlacementGroupSchedulingStrategy(placement_group=self.groups[0], placement_group_bundle_index=i)
         device = "cuda" if self.gpus else "cpu"
+        options = dict(num_cpus=1.0, num_gpus=self.gpus, scheduling_strategy=strategy)
+        hooks = {k: os.environ[k] for k in (FAULT_DIR_ENV, FAULT_PAUSE_ENV) if k in os.environ}
+        if hooks:  # the fault-injection test hook (worker.fault_point) reaches the replicas
+            options["runtime_env"] = {"env_vars": hooks}
         kwargs = self._kwargs(self.threads, device)
         if kwargs["engine"] == "vllm" and not self.gpus and self.cfg.address is None:
             kwargs["cpu_ids"] = cpu_slice(i, self.threads, os.cpu_count() or 1)
-        return RemoteModelWorker.options(num_cpus=1.0, num_gpus=self.gpus, scheduling_strategy=strategy).remote(
-            str(self.plan.model.path), **kwargs)
+        return RemoteModelWorker.options(**options).remote(str(self.plan.model.path), **kwargs)
+
+    def _fits(self, n: int) -> bool:
+        """Would ``n`` plain replicas fit on the cluster's live nodes now (a node may be gone)?"""
+        import ray
+
+        if self.cfg.tp > 1:
+            return True  # gangs: the pool's start timeout is the backstop
+        totals = ray.cluster_resources()
+        return n * 1.0 <= totals.get("CPU", 0) and n * self.gpus <= totals.get("GPU", 0)
 
     def start(self) -> dict:
         """Load the model on every replica (once); returns the experts' resolution tables."""
@@ -116,11 +128,9 @@ class Backend:
             self.worker = ModelWorker(str(self.plan.model.path), **self._kwargs(self.cfg.threads, self.cfg.device))
             self._tables = self.worker.resolution_tables(self.plan.variants)
         else:
-            import ray
-
-            self.pool = ReplicaPool(self._make_worker, self.n)
+            self.pool = ReplicaPool(self._make_worker, self.n, model=self.plan.model.name, fits=self._fits)
             self.timings["replicas"] = self.pool.wait_ready()
-            self._tables = ray.get(next(iter(self.pool.workers.values())).resolution_tables.remote(self.plan.variants))
+            self._tables = self.pool.ask(lambda w: w.resolution_tables.remote(self.plan.variants))
         self.timings["load_seconds"] = time.perf_counter() - t0
         return self._tables
 
@@ -135,6 +145,7 @@ class Backend:
             finally:
                 self.timings["retries"] = self.pool.retries
                 self.timings["replaced_replicas"] = self.pool.replaced
+                self.timings["dropped_replicas"] = self.pool.dropped
 
     def run(self, shards, commit, variants=None, decoding=None) -> dict:
         """Generate ``shards`` and ``commit`` each result; returns the token-resolution tables."""

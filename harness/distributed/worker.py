@@ -17,11 +17,37 @@ import os
 import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import ray
 
+from harness.errors import HarnessError
 from harness.experts.variants import Variant
 from harness.records import DecodingParams, Shard
+
+LOAD_FAILED = "cannot load the model: "
+"""Marks the one-line error a worker raises when its model cannot load (the pool looks for it)."""
+
+
+class ModelLoadError(HarnessError):
+    """The model's files or config cannot be loaded: ``model NAME: cannot load the model: CAUSE``."""
+
+FAULT_DIR_ENV = "HARNESS_TEST_FAULT_DIR"
+FAULT_PAUSE_ENV = "HARNESS_TEST_FAULT_PAUSE"
+"""Test hook: with ``HARNESS_TEST_FAULT_DIR=D`` a worker touches ``D/<moment>-<pid>`` when it
+starts ``loading`` or ``generating`` a shard, then sleeps as ``HARNESS_TEST_FAULT_PAUSE`` says
+(``loading=3,generating=1``, seconds), so a test can kill it at that moment. Unset: nothing
+happens. The executor forwards both variables to the replicas it starts."""
+
+
+def fault_point(moment: str) -> None:
+    """Announce ``moment`` and pause, when the fault-injection test hook is set (see above)."""
+    where = os.environ.get(FAULT_DIR_ENV)
+    if not where:
+        return
+    Path(where, f"{moment}-{os.getpid()}").touch()
+    pauses = dict(p.split("=", 1) for p in os.environ.get(FAULT_PAUSE_ENV, "").split(",") if "=" in p)
+    time.sleep(float(pauses.get(moment, 0)))
 
 
 class ModelWorker:
@@ -36,25 +62,32 @@ class ModelWorker:
                  engine: str = "hf", cpu_ids: str | None = None):
         import torch
 
+        fault_point("loading")
         if threads and engine == "hf":
             torch.set_num_threads(threads)
         from harness.engines import make_engine
 
-        self.generator = make_engine(engine, model_path, model_name=model_name, prompt_format=prompt_format,
-                                     dtype=dtype, device=device, combine=combine, trace=trace, threads=threads,
-                                     cpu_ids=cpu_ids)
+        try:
+            self.generator = make_engine(engine, model_path, model_name=model_name, prompt_format=prompt_format,
+                                         dtype=dtype, device=device, combine=combine, trace=trace, threads=threads,
+                                         cpu_ids=cpu_ids)
+        except Exception as exc:  # noqa: BLE001 - one line for the driver; the pool does not retry it
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ModelLoadError(f"model {model_name}: {LOAD_FAILED}{type(exc).__name__}: {first}") from None
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
 
     def info(self) -> dict:
-        """Where this replica runs (pid, device) — also a readiness probe."""
+        """Where this replica runs (pid, device, engine, Ray node id) — also a readiness probe."""
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         return {"replica": self.replica, "pid": os.getpid(), "device": str(self.generator.device),
-                "engine": self.generator.engine_name}
+                "engine": self.generator.engine_name, "node": node}
 
     def resolution_tables(self, variants: Sequence[Variant]) -> dict:
         return self.generator.resolution_tables(variants)
 
     def run_shard(self, shard: Shard, variants: Sequence[Variant], decoding: DecodingParams, batch_size: int) -> dict:
         """Generate every row of one shard; the driver commits them atomically."""
+        fault_point("generating")
         start = time.perf_counter()
         rows = self.generator.generate(list(shard.items), list(variants), decoding, batch_size)
         for r in rows:

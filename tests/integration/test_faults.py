@@ -83,5 +83,5 @@ def test_more_gpus_than_exist_is_a_one_line_error(ray_cluster, capsys, tmp_path)
     code = main(["run", "--model", "tiny-random-llama", "--tasks", "instructions-mini", "--limit", "1",
                  "--device", "cuda", "--store", str(tmp_path / "s"), "-q"])
     err = capsys.readouterr().err
-    assert code == 2 and "no GPUs" in err and err.count("\n") == 1
+    assert code == 2 and "no usable CUDA device" in err and err.count("\n") == 1  # checked in prepare(), before Ray
     assert not (tmp_path / "s" / "samples").exists()
