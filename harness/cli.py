@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     flags = {k: v for k, v in vars(args).items() if k not in ("func", "config", "quiet", "verbose", "dry_run")}
     cfg = RunConfig.from_sources(args.config, flags)
     if args.dry_run:
-        from harness.runner import describe_plan, prepare
+        from harness.plan import describe_plan, prepare
 
         print(describe_plan(prepare(cfg)))
         return 0

@@ -114,7 +114,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from harness.ranking.core import rank
     from harness.ranking.data import load_pairs, truncate_responses
     from harness.provenance import package_versions
-    from harness.runner import Plan
+    from harness.plan import Plan
     from harness.store import Store
 
     t0 = time.perf_counter()
