@@ -5,7 +5,8 @@ it is removed or moved. :class:`BatchRules` follows that layout from the
 ``BatchUpdate`` records vLLM hands its logits processors (added, then removed, then
 moved/swapped — the order of vLLM's own ``process_dict_updates``), keeps each request's
 diversity scope incrementally (the live ``output_tok_ids`` list is read from where it was
-last read), and applies the rules to all rows of one expert at once through
+last read; under ``anchor: last-tag`` each new token is also matched against the row's
+tags, :class:`~harness.experts.anchors.TagAnchors`), and applies the rules to all rows of one expert at once through
 :func:`harness.experts.rules.apply_rules` — the same arithmetic as the HF processor.
 
 Per-request settings travel in ``SamplingParams.extra_args`` (see :func:`request_args`):
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.errors import HarnessError
+from harness.experts.anchors import TagAnchors
 from harness.experts.processor import COMBINE_MODES, ResolvedExpert
 from harness.experts.rules import absorb, apply_rules, scope_state
 from harness.experts.spec import ExpertSpec, expert_from_dict
@@ -79,6 +81,14 @@ class _Request:
     seen: torch.Tensor  # (1, V) bool
     steady: torch.Tensor  # (1, V) fp32
     absorbed: int  # how much of ``output`` is in ``seen``/``steady``
+    prompt: list[int]
+    anchors: TagAnchors | None  # anchor: last-tag only; fed each new token
+
+    def step(self) -> int:
+        """``t``: tokens since the response start (the prompt's end, or the last generated assistant tag)."""
+        if self.anchors is None:
+            return len(self.output)
+        return len(self.prompt) + len(self.output) - self.anchors.response
 
 
 class BatchRules:
@@ -136,10 +146,12 @@ class BatchRules:
                 self.requests.pop(index, None)
                 continue
             expert, combine, start = settings
+            prompt = list(prompt or [])
             div = expert.spec.diversity
-            scope = list(prompt or [])[start:] if div is not None and div.scope == "user" else []
+            scope = prompt[start:] if div is not None and div.scope == "user" else []
             seen, steady = scope_state(expert, [scope])
-            self.requests[index] = _Request(expert, combine, output, seen, steady, 0)
+            self.requests[index] = _Request(expert, combine, output, seen, steady, 0, prompt,
+                                            expert.anchors(prompt, start))
         for index in batch_update.removed:
             self.requests.pop(index, None)
         for a, b, direction in batch_update.moved:
@@ -165,12 +177,16 @@ class BatchRules:
             reqs = [self.requests[i] for i in indices]
             for req in reqs:  # incremental: only tokens generated since the last step
                 if len(req.output) > req.absorbed:
-                    new = torch.tensor([req.output[req.absorbed:]], dtype=torch.long)
-                    absorb(req.expert, req.seen, req.steady, new)
+                    tokens = req.output[req.absorbed:]
+                    absorb(req.expert, req.seen, req.steady, torch.tensor([tokens], dtype=torch.long))
                     req.absorbed = len(req.output)
+                    scope = req.expert.scope_name()
+                    if req.anchors is not None and req.anchors.feed(tokens, scope):  # a generated tag moved the window
+                        history = req.prompt + req.output[:req.absorbed]
+                        req.seen, req.steady = scope_state(req.expert, [history[req.anchors.window(scope):]])
             rows = torch.tensor(indices, dtype=torch.long, device=logits.device)
             seen = torch.cat([r.seen for r in reqs]).to(logits.device)
             steady = torch.cat([r.steady for r in reqs]).to(logits.device)
-            ts = [len(r.output) for r in reqs]
+            ts = [r.step() for r in reqs]
             logits[rows] = apply_rules(logits[rows].float(), reqs[0].expert, seen, steady, ts, reqs[0].combine)
         return logits

@@ -9,7 +9,9 @@ from-scratch :mod:`harness.experts.reference` path.
 
 State is per row: the diversity rule's seen-token set starts at each row's own user
 message (left padding differs per row), and ``t`` (tokens generated so far) is the
-current length minus the padded prompt length, the same for every row. Create one
+current length minus the padded prompt length, the same for every row. Under
+``anchor: last-tag`` a row's ``t`` and window move when it generates a tag
+(:class:`~harness.experts.anchors.TagAnchors`). Create one
 processor per ``generate`` call.
 
 Example:
@@ -31,6 +33,7 @@ import torch
 from transformers import LogitsProcessor
 
 from harness.errors import HarnessError
+from harness.experts.anchors import TagAnchors, tag_candidates
 from harness.experts.rules import absorb, apply_rules, eos_bonus, penalise, rule_rows, scope_state, start_score
 from harness.experts.spec import ExpertSpec, StartRule
 from harness.experts.tokens import (Resolution, bytelevel_surface, check_llama2, is_byte_level, looks_like_llama2,
@@ -68,6 +71,8 @@ class ResolvedExpert:
         uniform_bias: (V,) fp32, the uniform deltas (zeros when the rule is off).
         start_first: (V,) fp32, the start rule's weighted first-position scores, or None.
         start_later: ``(id, delta)`` for the 2nd and 3rd response positions.
+        tags: ``anchor: last-tag`` only: the formats' tags as token ids
+            (:func:`harness.experts.anchors.tag_candidates`); empty otherwise.
     """
 
     spec: ExpertSpec
@@ -77,6 +82,7 @@ class ResolvedExpert:
     start_first: torch.Tensor | None = None  # (V,) fp32
     start_later: tuple[tuple[int, float], ...] = ()  # (id, delta) for positions 1 and 2
     resolutions: list[Resolution] = field(default_factory=list)
+    tags: dict = field(default_factory=dict)
     _on_device: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -103,6 +109,8 @@ class ResolvedExpert:
                 raise HarnessError(f"{where}: check: llama2: the tokenizer is not Llama-2's (32,000 SentencePiece pieces)")
             check_llama2(res[:n_uniform], eos_id=eos_id, tokenizer=tokenizer, where=where)
         out = cls(spec, vocab_size, eos_id, resolutions=res)
+        if spec.anchor == "last-tag":
+            out.tags = tag_candidates(tokenizer)
         out.uniform_bias = torch.zeros(vocab_size, dtype=torch.float32)
         for r, d in zip(res[:n_uniform], spec.uniform or ()):
             out.uniform_bias[r.id] += d.delta
@@ -130,6 +138,16 @@ class ResolvedExpert:
             sf = self.start_first.to(device) if self.start_first is not None else None
             self._on_device[key] = (self.uniform_bias.to(device), sf)
         return self._on_device[key]
+
+    def anchors(self, prompt, user_start: int) -> TagAnchors | None:
+        """Incremental ``last-tag`` anchors for one row (``None`` under ``anchor: prompt``)."""
+        if self.spec.anchor != "last-tag":
+            return None
+        return TagAnchors.for_prompt(self.tags, [int(i) for i in prompt], user_start)
+
+    def scope_name(self) -> str:
+        """The diversity rule's scope (``user`` when the rule is off)."""
+        return self.spec.diversity.scope if self.spec.diversity is not None else "user"
 
     def column_extras(self, t: int) -> dict[int, list[float]]:
         """Per-token additions at step ``t`` beyond the uniform deltas, in sum order.
@@ -186,23 +204,44 @@ class RuleExpertProcessor(LogitsProcessor):
         self.seen: torch.Tensor | None = None  # (B, V) bool: ids in the diversity scope so far
         self._steady: torch.Tensor | None = None  # (B, V) fp32: uniform - penalty * seen
         self._seen_upto = 0
+        self.anchors: list[TagAnchors] | None = None  # per row, under anchor: last-tag
 
     # -- state ---------------------------------------------------------------------
     def _init_state(self, input_ids: torch.LongTensor) -> None:
-        user_scope = self.expert.spec.diversity is not None and self.expert.spec.diversity.scope == "user"
-        scopes = [input_ids[b, (self.user_starts[b] if user_scope else self.prompt_length):]
-                  for b in range(input_ids.shape[0])]
+        user_scope = self.expert.scope_name() == "user"
+        starts = [self.user_starts[b] if user_scope else self.prompt_length for b in range(input_ids.shape[0])]
+        if self.expert.spec.anchor == "last-tag":
+            rows = input_ids.tolist()
+            self.anchors = [self.expert.anchors(row[:self.prompt_length], self.user_starts[b]) for b, row in enumerate(rows)]
+            for a, row in zip(self.anchors, rows):
+                a.feed(row[self.prompt_length:], self.expert.scope_name())
+            starts = [a.window(self.expert.scope_name()) for a in self.anchors]
+        scopes = [input_ids[b, starts[b]:] for b in range(input_ids.shape[0])]
         self.seen, self._steady = scope_state(self.expert, scopes, input_ids.device)
         self._seen_upto = input_ids.shape[1]
 
     def _advance(self, input_ids: torch.LongTensor) -> None:
         if input_ids.shape[1] > self._seen_upto:
-            absorb(self.expert, self.seen, self._steady, input_ids[:, self._seen_upto:])  # (B, k), k = 1 under generate
+            new = input_ids[:, self._seen_upto:]  # (B, k), k = 1 under generate
+            absorb(self.expert, self.seen, self._steady, new)
+            if self.anchors is not None:
+                scope = self.expert.scope_name()
+                for b, tokens in enumerate(new.tolist()):
+                    if self.anchors[b].feed(tokens, scope):  # a generated tag moved the window: rebuild the row
+                        seen, steady = scope_state(self.expert, [input_ids[b, self.anchors[b].window(scope):]],
+                                                   input_ids.device)
+                        self.seen[b], self._steady[b] = seen[0], steady[0]
         self._seen_upto = input_ids.shape[1]
 
-    def rule_scores(self, t: int) -> torch.Tensor:
-        """The expert's full score vector ``r`` at step ``t`` (a new (B, V) tensor)."""
-        return rule_rows(self.expert, self.seen, self._steady, [t] * self.seen.shape[0])
+    def steps(self, length: int) -> list[int]:
+        """Each row's ``t`` when the sequence is ``length`` long (per row under ``last-tag``)."""
+        if self.anchors is None:
+            return [length - self.prompt_length] * self.seen.shape[0]
+        return [length - a.response for a in self.anchors]
+
+    def rule_scores(self, ts: Sequence[int]) -> torch.Tensor:
+        """The expert's full score vectors ``r`` with row ``b`` at step ``ts[b]`` (a new (B, V) tensor)."""
+        return rule_rows(self.expert, self.seen, self._steady, list(ts))
 
     # -- the processor ------------------------------------------------------------------
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -215,17 +254,17 @@ class RuleExpertProcessor(LogitsProcessor):
             self._init_state(input_ids)
         else:
             self._advance(input_ids)
-        t = input_ids.shape[1] - self.prompt_length
+        ts = self.steps(input_ids.shape[1])
         base = scores.float()  # (B, V); no copy when already fp32
         kept = base.clone() if self.trace is not None else None
-        out = apply_rules(base, self.expert, self.seen, self._steady, [t] * base.shape[0], self.combine, self.inplace)
+        out = apply_rules(base, self.expert, self.seen, self._steady, ts, self.combine, self.inplace)
         if self.trace is not None:
             modified = penalise(kept, self.seen, self._penalty) if self._multiplicative else kept
-            self._record(t, kept, modified, out)
+            self._record(ts, kept, modified, out)
         return out
 
     # -- attribution trace -------------------------------------------------------------
-    def _record(self, t: int, raw: torch.Tensor, modified: torch.Tensor, out: torch.Tensor) -> None:
+    def _record(self, ts: Sequence[int], raw: torch.Tensor, modified: torch.Tensor, out: torch.Tensor) -> None:
         """Record every row whose argmax the expert changed (see :class:`FlipTrace`)."""
         base_top, chosen = raw.argmax(-1), out.argmax(-1)
         rows = (base_top != chosen).nonzero().flatten().tolist()
@@ -234,6 +273,7 @@ class RuleExpertProcessor(LogitsProcessor):
         uniform, start_first = self.expert.on(raw.device)
         spec = self.expert.spec
         for b in rows:
+            t = ts[b]
             bt, ch = int(base_top[b]), int(chosen[b])
             contrib: dict[str, float] = {}
             if spec.eos is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from harness.errors import HarnessError
+from harness.experts.anchors import last_tag_positions, tag_patterns
 from harness.experts.processor import ResolvedExpert
 from harness.experts.rules import eos_bonus, start_score
 from harness.experts.tokens import bytelevel_surface, is_byte_level, sentencepiece_surface
@@ -59,15 +60,30 @@ def reference_start_vector(expert: ResolvedExpert, tokenizer) -> torch.Tensor:
     return vec
 
 
+def reference_anchors(expert: ResolvedExpert, ids: list[int], user_start: int, prompt_length: int) -> tuple[int, int]:
+    """``(user window start, response start)`` for ``ids``, from scratch.
+
+    ``anchor: prompt``: ``(user_start, prompt_length)``. ``anchor: last-tag``: the ends of
+    the last user and assistant tag matches after the prompt (the tags as the prompt
+    spells them), else the prompt's positions.
+    """
+    if expert.spec.anchor != "last-tag":
+        return user_start, prompt_length
+    user_tag, assistant_tag = tag_patterns(expert.tags, ids[:prompt_length], user_start)
+    return last_tag_positions(ids, prompt_length, user_start, user_tag, assistant_tag)
+
+
 def reference_rule_scores(expert: ResolvedExpert, ids: list[int], user_start: int, prompt_length: int,
                           start_first: torch.Tensor | None = None) -> torch.Tensor:
     """The rule vector ``r`` (V,) fp32 for the next token after ``ids``, from scratch.
 
     Sum order: uniform deltas, EOS bonus, start rule, minus the diversity penalty once
-    per distinct id in scope (``ids[user_start:]`` or the generated ``ids[prompt_length:]``).
+    per distinct id in scope (``ids[user_start:]`` or the generated ``ids[prompt_length:]``;
+    under ``anchor: last-tag`` both starts come from :func:`reference_anchors`).
     ``start_first`` is :func:`reference_start_vector` (only read at the first position).
     """
     spec = expert.spec
+    user_start, prompt_length = reference_anchors(expert, ids, user_start, prompt_length)
     t = len(ids) - prompt_length
     r = torch.zeros(expert.vocab_size, dtype=torch.float32)
     uniform_ids = [res.id for res in expert.resolutions[:len(spec.uniform or ())]]
@@ -94,6 +110,7 @@ def _penalise(logits: torch.Tensor, expert: ResolvedExpert, ids: list[int], user
               prompt_length: int) -> torch.Tensor:
     """Multiplicative diversity: divide positive, multiply negative logits of seen ids."""
     div = expert.spec.diversity
+    user_start, prompt_length = reference_anchors(expert, ids, user_start, prompt_length)
     scope = ids[user_start:] if div.scope == "user" else ids[prompt_length:]
     out = logits.clone()
     for idx in set(scope):

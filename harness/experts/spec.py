@@ -24,10 +24,12 @@ from harness.yaml_io import read_yaml_mapping, typed_fields
 
 PRESETS = Path(__file__).parent / "presets"
 RULES = ("eos", "uniform", "diversity", "start")
-MODIFIERS = ("table8", "fallback", "prose")
+MODIFIERS = ("table8", "fallback", "prose", "fixed")
 FULL_OPTIONS = "eos-uniform-diversity"
 CHECKS = ("llama2",)
-TOP_KEYS = ("name", "description", "include", "check", "eos", "uniform", "diversity", "start")
+TOP_KEYS = ("name", "description", "include", "check", "anchor", "eos", "uniform", "diversity", "start")
+ANCHORS = ("prompt", "last-tag")
+"""How the rules find the response start and the diversity window (:mod:`harness.experts.anchors`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,11 @@ class ExpertSpec:
     ``check`` names a tokenizer assertion run when the expert is bound to a tokenizer
     (``llama2``: the paper's 15 token ids, EOS 2 and the tag ids, paper-spec §5.2); it
     validates and never changes scores, so it is not part of :meth:`spec_hash`.
+
+    ``anchor``: ``prompt`` (``t`` and the diversity window fixed from the prompt) or
+    ``last-tag`` (re-found from the last generated tags, as the paper's code does; see
+    :mod:`harness.experts.anchors`). ``prompt`` leaves :meth:`spec_hash` as it was
+    before the field existed.
     """
 
     name: str
@@ -102,6 +109,7 @@ class ExpertSpec:
     description: str = ""
     source: str = "<builtin>"
     check: str | None = None
+    anchor: str = "prompt"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -112,6 +120,8 @@ class ExpertSpec:
         """Content hash of the rules (name, description, source and check excluded)."""
         d = self.to_dict()
         d.pop("name"), d.pop("description"), d.pop("check")
+        if d["anchor"] == "prompt":  # the default keeps the hashes (and content keys) made before it existed
+            d.pop("anchor")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def token_fields(self) -> list[tuple[str, str]]:
@@ -159,6 +169,8 @@ def expert_from_dict(raw: dict, source: str = "<dict>") -> ExpertSpec:
 
 
 def _validate(spec: ExpertSpec, where: str) -> None:
+    if spec.anchor not in ANCHORS:
+        raise HarnessError(f"{where}: anchor: {spec.anchor!r} is not one of {', '.join(ANCHORS)}{did_you_mean(spec.anchor, ANCHORS)}")
     if spec.eos and spec.eos.ramp not in ("linear", "exponential"):
         raise HarnessError(f"{where}: eos.ramp: {spec.eos.ramp!r} is not linear or exponential")
     if spec.eos and spec.eos.until < 1:
@@ -235,7 +247,8 @@ def paper_expert(options: str = FULL_OPTIONS) -> ExpertSpec:
     Option strings are the paper code's (``eos-uniform-diversity``, ``uniform-diversity``,
     ``eos-uniform``, ``eos-diversity``, ``...-start``), parsed strictly: every part must
     be a rule or a modifier (``table8``: "What" = -3; ``fallback``: +100 EOS past 1024
-    tokens; ``prose``: diversity over the response only).
+    tokens; ``prose``: diversity over the response only; ``fixed``: ``anchor: prompt``,
+    positions fixed from the prompt instead of re-found from the last generated tags).
     """
     parts = [p for p in options.split("-")]
     for p in parts:
@@ -264,4 +277,6 @@ def paper_expert(options: str = FULL_OPTIONS) -> ExpertSpec:
         spec = replace(spec, eos=replace(spec.eos, fallback_after=1024))
     if "prose" in parts and spec.diversity:
         spec = replace(spec, diversity=replace(spec.diversity, scope="response"))
+    if "fixed" in parts:
+        spec = replace(spec, anchor="prompt")
     return spec
