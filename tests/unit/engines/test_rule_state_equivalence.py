@@ -4,6 +4,10 @@ Random logits and random (prompt, generated) histories in fp32, for every preset
 ablation option and declarative expert, both combine modes, in a persistent batch where
 requests are added, removed, moved and swapped mid-run the way vLLM's BatchUpdate
 reports it (added, removed, moved). No vLLM engine is started (nor imported).
+
+Most prompts are tagged (``<|user|>``/``<|assistant|>`` or ``<|A|>``/``<|B|>``) and
+requests now and then generate a tag, so ``anchor: last-tag`` experts (the paper presets,
+and last-tag copies of the declarative ones) restart ``t`` and move the window mid-run.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from harness.experts.spec import expert_from_dict
 from harness.experts.variants import ABLATIONS, parse_variant
 
 OPTION_VARIANTS = ["rules:start", "rules:eos-uniform-diversity-start", "rules:eos-uniform-diversity-table8-fallback-prose",
-                   "rules:uniform-diversity-prose-start"]
+                   "rules:uniform-diversity-prose-start", "rules:eos-uniform-diversity-fixed"]
+TAG_PAIRS = [("<|user|>", "<|assistant|>"), ("<|A|>", "<|B|>")]
 DECLARATIVE = [
     {"name": "mult", "diversity": {"penalty": 1.3, "mode": "multiplicative"}, "eos": {"per_token": 0.5, "until": 9}},
     {"name": "mult-resp", "diversity": {"penalty": 2.0, "mode": "multiplicative", "scope": "response"},
@@ -41,6 +46,7 @@ def _specs():
     registry = expert_registry()
     specs += [registry.get(n) for n in registry.names() if "llama2" not in n]
     specs += [expert_from_dict(d) for d in DECLARATIVE]
+    specs += [expert_from_dict({**d, "name": d["name"] + "-last-tag", "anchor": "last-tag"}) for d in DECLARATIVE]
     return specs
 
 
@@ -68,18 +74,28 @@ class _Sim:
         self.slots: list[dict | None] = []
         self.eos = tokenizer.eos_token_id
         self.with_plain = with_plain
+        self.reanchored = 0  # row-steps scored by a last-tag request after a generated tag moved it
 
     def _new_request(self):
         spec = self.rng.choice(self.specs + ([None] if self.with_plain else []))  # None: no expert
         prompt = [self.rng.randrange(self.V) for _ in range(self.rng.randint(2, 12))]
         start = self.rng.randrange(len(prompt))
+        if self.rng.random() < 0.8:  # a tagged prompt: random ids, user tag, instruction, assistant tag
+            user, assistant = self.rng.choice(TAG_PAIRS)
+            head = prompt[:start] + self._tag(user)
+            prompt, start = head + prompt[start:] + self._tag(assistant), len(head)
         proc = None
         if spec is not None:
             ex = ResolvedExpert.build(spec, self.tok, self.V, self.eos)
             proc = RuleExpertProcessor(ex, user_starts=[start], prompt_length=len(prompt), combine=self.combine)
         out: list[int] = []
         params = SimpleNamespace(extra_args=request_args(spec, start, self.combine) or None)
-        return {"prompt": prompt, "out": out, "proc": proc, "params": params}
+        # half the requests open with a tag (rows live ~5 steps, a tag takes 5)
+        queue = self._tag(self.rng.choice([t for pair in TAG_PAIRS for t in pair])) if self.rng.random() < 0.5 else []
+        return {"prompt": prompt, "out": out, "proc": proc, "params": params, "queue": queue}
+
+    def _tag(self, tag):
+        return self.tok("\n" + tag + "\n", add_special_tokens=False)["input_ids"]
 
     def step_update(self):
         removed, added, moved = [], [], []
@@ -127,10 +143,17 @@ class _Sim:
                 ids = torch.tensor([r["prompt"] + r["out"]])
                 expected[i] = r["proc"](ids, logits[i:i + 1].clone())[0]
         got = self.rules.apply(logits.clone())
+        self.reanchored += sum(1 for q in self.rules.requests.values() if q.anchors is not None
+                               and (q.anchors.response > len(q.prompt) or q.anchors.user > len(q.prompt)))
         for i in range(n):
             assert torch.equal(got[i], expected[i]), f"row {i} differs (t={len(self.slots[i]['out'])})"
         # generate one token per request: mostly random, sometimes the argmax or a repeat (seen ids)
         for i, r in enumerate(self.slots):
+            if not r["queue"] and self.rng.random() < 0.3:  # the request starts generating a tag
+                r["queue"] = self._tag(self.rng.choice([t for pair in TAG_PAIRS for t in pair]))
+            if r["queue"]:
+                r["out"].append(r["queue"].pop(0))
+                continue
             pick = self.rng.random()
             tok = int(got[i].argmax()) if pick < 0.3 else (self.rng.choice(r["prompt"]) if pick < 0.5
                                                              else self.rng.randrange(self.V))
@@ -147,6 +170,7 @@ def test_batch_rules_equal_hf_processor_bit_for_bit(tokenizer, combine, seed):
         sim.step_update()
         rows += sim.step_apply()
     assert rows > 60  # the batch was really exercised
+    assert sim.reanchored > 5  # last-tag rows were scored after re-anchoring on a generated tag
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
