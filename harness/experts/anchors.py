@@ -78,6 +78,9 @@ def tag_patterns(candidates: dict, prompt: Sequence[int], user_start: int):
 class TagAnchors:
     """Incremental ``last-tag`` anchors of one row: fed the tokens as they are generated.
 
+    Built at the end of the prompt (``response`` = prompt length); ``tail`` is the prompt's
+    last ids (a tag may start inside the prompt, e.g. its newline).
+
     Attributes:
         user: index (in prompt + generated) where the ``user`` diversity window starts.
         response: index of the first response token; ``t = length - response``.
