@@ -27,21 +27,22 @@ ITEMS = [PromptItem("t", "1", str(i), text) for i, text in enumerate(["What is a
 DECODING = DecodingParams(max_new_tokens=14)
 
 
-def _tagger(role: str, anchor: str) -> Variant:
+def tagger(role: str, anchor: str, scale: float = 1.0) -> Variant:
+    """A tagger expert; ``scale`` multiplies every score, to beat sharper base models."""
     spec = expert_from_dict({
         "name": f"tag-{role}-{anchor}", "anchor": anchor,
         # user tagger: "<|" is in the prompt, so seen (6 - 5) until a generated user tag empties the
         # window; then it beats a seen newline (7 - 5)
-        "uniform": [{"token": "\n", "delta": 3.0}] if role == "assistant" else
-                   [{"token": "\n", "delta": 7.0}, {"token": "<|", "delta": 6.0}],
-        "diversity": {"penalty": 1.5 if role == "assistant" else 5.0},
-        "start": {"agreement": "<|", "second": {"token": role, "delta": 15.0},
-                  "third": {"token": "|>", "delta": 15.0}},
+        "uniform": [{"token": "\n", "delta": 3.0 * scale}] if role == "assistant" else
+                   [{"token": "\n", "delta": 7.0 * scale}, {"token": "<|", "delta": 6.0 * scale}],
+        "diversity": {"penalty": (1.5 if role == "assistant" else 5.0) * scale},
+        "start": {"agreement": "<|", "agreement_bonus": 10.0 * scale, "second": {"token": role, "delta": 15.0 * scale},
+                  "third": {"token": "|>", "delta": 15.0 * scale}},
     })
     return Variant(spec.name, spec)
 
 
-VARIANTS = [_tagger(role, anchor) for role in ("assistant", "user") for anchor in ("last-tag", "prompt")]
+VARIANTS = [tagger(role, anchor) for role in ("assistant", "user") for anchor in ("last-tag", "prompt")]
 VARIANTS += parse_variants(["rules", "rules:eos-uniform-diversity-fixed"])
 
 

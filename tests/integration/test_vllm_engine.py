@@ -20,6 +20,7 @@ from harness.experts.variants import Variant, parse_variants
 from harness.records import DecodingParams, PromptItem
 
 sys.path.insert(0, str(Path(__file__).parent))
+from test_anchor_reference import tagger  # noqa: E402
 from vllm_model import build_vllm_tiny  # noqa: E402
 
 INSTRUCTIONS = ["Say hi.", "What should I do today?", "Write a list of three colours please", "I"]
@@ -27,7 +28,9 @@ ITEMS = [PromptItem("t", "1", str(i), s) for i, s in enumerate(INSTRUCTIONS)]
 EOS_FAST = Variant("eos-fast", expert_from_dict({"name": "eos-fast", "eos": {"per_token": 1.5},
                                                  "diversity": {"penalty": 1.5}}))
 VARIANTS = parse_variants(["none", "ablations", "rules:eos-uniform-diversity-start",
-                           "rules:eos-uniform-diversity-table8-prose"]) + [EOS_FAST]
+                           "rules:eos-uniform-diversity-table8-prose", "rules:eos-uniform-diversity-fixed"]) + [EOS_FAST]
+# experts that make the model generate <|assistant|> / <|user|>: anchor last-tag re-anchors inside vLLM
+VARIANTS += [tagger(role, anchor, scale=10.0) for role in ("assistant", "user") for anchor in ("last-tag", "prompt")]
 DECODING = DecodingParams(max_new_tokens=32)
 
 
@@ -75,6 +78,13 @@ def test_vllm_rows_equal_hf_rows_for_every_variant(engine, hf):
     assert all(r["finish_reason"] == "eos" and r["output_token_ids"][-1] == engine.eos_id for r in eos_rows)
     assert any(got[("none", s)]["output_token_ids"] != got[("rules:eos-uniform-diversity-start", s)]["output_token_ids"]
                for s in "0123")  # the expert really acted inside vLLM
+    tag = hf.tokenizer("<|assistant|>\n", add_special_tokens=False)["input_ids"]
+    assert any(got[("tag-assistant-last-tag", s)]["output_token_ids"][:2 * len(tag)] == tag * 2
+               for s in "0123")  # a generated tag restarted t inside vLLM
+    utag = hf.tokenizer("<|user|>\n", add_special_tokens=False)["input_ids"]
+    assert any(utag[0] in got[("tag-user-last-tag", s)]["output_token_ids"][len(utag):]
+               and utag[0] not in got[("tag-user-prompt", s)]["output_token_ids"][len(utag):]
+               for s in "0123")  # a generated user tag emptied the diversity window inside vLLM
 
 
 def test_logsoftmax_sum_combine_inside_vllm(engine, hf):
@@ -91,6 +101,7 @@ def test_logsoftmax_sum_combine_inside_vllm(engine, hf):
 def test_vllm_tokens_equal_the_reference_path(engine, hf):
     """Issue 12 item 4c: the harness's vLLM tokens = the paper's slow formulation, same rule."""
     variants = parse_variants(["rules", "rules:eos-uniform-diversity-start"]) + [EOS_FAST]
+    variants += [tagger(role, "last-tag", scale=10.0) for role in ("assistant", "user")]
     got = _by_key(engine.generate(ITEMS, variants, DECODING))
     encoded = {e["item"].sample_id: e for e in hf.encode(ITEMS)}
     for variant in variants:
