@@ -24,12 +24,19 @@ from harness.cli import main
 from harness.config import RunConfig
 from harness.distributed.pool import ReplicaPool
 from harness.distributed.reaper import marked_pids
+from harness.plan import prepare
 from harness.runner import execute
 from harness.store import Store, read_table
 
-ENGINES = ["hf"]
+sys.path.insert(0, str(Path(__file__).parent))
+from vllm_model import build_vllm_tiny  # noqa: E402
+
+ENGINES = ["hf", "vllm"]
 """Every generation engine the harness has; each kill test runs under each of them."""
-ENGINE_FLAGS = {"hf": {}}
+ENGINE_FLAGS = {"hf": {}, "vllm": {"engine": "vllm"}}
+"""Run flags per engine; the vllm runs also take the head-size-32 model (``vtiny``)."""
+SLOW_UNDER = {"vllm": {"loading", "idle"}}
+"""(engine, moment) pairs deselected by default: each vLLM engine start costs 20-60 s (docs/performance.md)."""
 
 FLAGS = {"model": "tiny-random-llama", "tasks": "instructions-mini", "limit": 4, "max_new_tokens": 4, "batch_size": 1,
          "replicas": 2, "run_id": "r"}
@@ -40,10 +47,32 @@ def _keys(store) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def vtiny(tiny_model_dir, harness_home) -> Path:
+    return build_vllm_tiny(tiny_model_dir, harness_home / "vllm-tiny")
+
+
+def _flags(engine: str, request) -> dict:
+    flags = FLAGS | ENGINE_FLAGS[engine]
+    if engine == "vllm":
+        flags["model"] = str(request.getfixturevalue("vtiny"))
+    return flags
+
+
+@pytest.fixture(scope="module")
 def reference_keys(tmp_path_factory, tiny_model_dir):
+    """Per engine: the keys of an undisturbed run (HF, generated in-process) or of its plan (vLLM)."""
     store = tmp_path_factory.mktemp("reference")
     execute(RunConfig.from_sources(None, FLAGS | {"store": str(store), "no_ray": True, "replicas": "1"}), progress=False)
-    return _keys(store)
+    return {"hf": _keys(store)}
+
+
+def _reference(engine: str, reference_keys, request, tmp_path) -> list[str]:
+    """The keys a run must commit, each once (vLLM: the plan's keys; its rows carry exactly these)."""
+    if engine not in reference_keys:
+        cfg = RunConfig.from_sources(None, _flags(engine, request) | {"store": str(tmp_path / "plan")})
+        reference_keys[engine] = sorted(prepare(cfg).keys.values())
+        assert len(reference_keys[engine]) == len(reference_keys["hf"])
+    return reference_keys[engine]
 
 
 class Killer(threading.Thread):
@@ -74,10 +103,15 @@ def fault_hook(tmp_path, monkeypatch):
     return hook_dir
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("moment", ["loading", "idle", "generating"])
+MOMENTS = ["loading", "idle", "generating"]
+
+
+@pytest.mark.parametrize(("engine", "moment"), [
+    pytest.param(e, m, id=f"{m}-{e}", marks=[pytest.mark.slow] if m in SLOW_UNDER.get(e, ()) else [])
+    for e in ENGINES for m in MOMENTS])
 def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster, reference_keys, fault_hook,
-                                                    tmp_path, monkeypatch):
+                                                    tmp_path, monkeypatch, request):
+    want = _reference(engine, reference_keys, request, tmp_path)
     killer = None
     if moment == "idle":  # both replicas loaded, no shard sent yet: kill one of them
         ready = ReplicaPool.wait_ready
@@ -96,13 +130,14 @@ def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster
         killer = Killer(fault_hook, moment)
         killer.start()
     store = tmp_path / "store"
-    execute(RunConfig.from_sources(None, FLAGS | ENGINE_FLAGS[engine] | {"store": str(store)}), progress=False)
+    execute(RunConfig.from_sources(None, _flags(engine, request) | {"store": str(store)}), progress=False)
     if killer:
         killer.stop.set()
         assert len(killer.killed) == 1
     else:
         assert len(idle_killed) == 1
-    assert _keys(store) == reference_keys  # every (prompt, variant) row exactly once
+    assert _keys(store) == want  # every (prompt, variant) row exactly once
+    assert set(read_table(store, "samples").column("engine").to_pylist()) == {engine}
     timings = Store(store).read_manifest("r")["timings_json"]
     assert timings["replaced_replicas"] >= 1
     assert timings["dropped_replicas"] == 0
