@@ -4,6 +4,10 @@ private cluster that must die with its driver.
 Kills are made deterministic with the worker's fault hook (``HARNESS_TEST_FAULT_DIR``,
 ``HARNESS_TEST_FAULT_PAUSE``): a replica touches ``<moment>-<pid>`` and pauses, and a
 killer thread SIGKILLs that pid. Only processes this module started are ever killed.
+
+The kill tests and the cannot-load test run under every engine in ``ENGINES``: vLLM replicas
+are Ray actors holding an in-process vLLM engine (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) on the
+head-size-32 tiny Llama of ``vllm_model.py``; their expected keys come from the run's plan.
 """
 
 from __future__ import annotations
@@ -35,8 +39,6 @@ ENGINES = ["hf", "vllm"]
 """Every generation engine the harness has; each kill test runs under each of them."""
 ENGINE_FLAGS = {"hf": {}, "vllm": {"engine": "vllm"}}
 """Run flags per engine; the vllm runs also take the head-size-32 model (``vtiny``)."""
-SLOW_UNDER = {"vllm": {"loading", "idle"}}
-"""(engine, moment) pairs deselected by default: each vLLM engine start costs 20-60 s (docs/performance.md)."""
 
 FLAGS = {"model": "tiny-random-llama", "tasks": "instructions-mini", "limit": 4, "max_new_tokens": 4, "batch_size": 1,
          "replicas": 2, "run_id": "r"}
@@ -106,9 +108,7 @@ def fault_hook(tmp_path, monkeypatch):
 MOMENTS = ["loading", "idle", "generating"]
 
 
-@pytest.mark.parametrize(("engine", "moment"), [
-    pytest.param(e, m, id=f"{m}-{e}", marks=[pytest.mark.slow] if m in SLOW_UNDER.get(e, ()) else [])
-    for e in ENGINES for m in MOMENTS])
+@pytest.mark.parametrize(("engine", "moment"), [pytest.param(e, m, id=f"{m}-{e}") for e in ENGINES for m in MOMENTS])
 def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster, reference_keys, fault_hook,
                                                     tmp_path, monkeypatch, request):
     want = _reference(engine, reference_keys, request, tmp_path)
@@ -145,7 +145,10 @@ def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster
 
 def test_replica_that_always_dies_while_loading_is_one_line_exit_1(ray_cluster, fault_hook, tmp_path, monkeypatch,
                                                                   capsys):
-    """Like an out-of-memory kill at start-up: bounded restarts, then one line and exit 1."""
+    """Like an out-of-memory kill at start-up: bounded restarts, then one line and exit 1.
+
+    HF only: the kill lands at the ``loading`` hook, before either engine is built, so a vLLM
+    run takes the same path (the ``loading-vllm`` case above kills a vLLM replica there too)."""
     monkeypatch.setenv("HARNESS_TEST_FAULT_PAUSE", "loading=2")
     killer = Killer(fault_hook, "loading", limit=1000)
     killer.start()
@@ -161,17 +164,23 @@ def test_replica_that_always_dies_while_loading_is_one_line_exit_1(ray_cluster, 
     assert len(killer.killed) == 4  # the first start and 3 restarts
 
 
-def test_model_that_cannot_load_is_one_line_exit_2(ray_cluster, tiny_model_dir, tmp_path, capsys):
+CANNOT_LOAD = {"hf": "model tiny-random-llama: cannot load the model: SafetensorError",
+               "vllm": "model broken-model: cannot load the model: SafetensorError"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_model_that_cannot_load_is_one_line_exit_2(engine, ray_cluster, tiny_model_dir, tmp_path, capsys, request):
     broken = tmp_path / "broken-model"
-    shutil.copytree(tiny_model_dir, broken)
+    shutil.copytree(request.getfixturevalue("vtiny") if engine == "vllm" else tiny_model_dir, broken)
     for weights in broken.glob("*.safetensors"):
         weights.write_bytes(b"not a safetensors file")
-    code = main(["run", "--model", str(broken), "--tasks", "instructions-mini", "--limit", "2", "--replicas", "2",
-                 "--store", str(tmp_path / "s"), "-q"])
+    capsys.readouterr()  # building the vLLM model's files may print progress bars
+    code = main(["run", "--model", str(broken), "--engine", engine, "--tasks", "instructions-mini", "--limit", "2",
+                 "--replicas", "2", "--store", str(tmp_path / "s"), "-q"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert "model tiny-random-llama: cannot load the model: SafetensorError" in err
+    assert CANNOT_LOAD[engine] in err, err
     assert not list((tmp_path / "s").glob("samples/**/*.parquet"))
 
 
