@@ -4,6 +4,10 @@ private cluster that must die with its driver.
 Kills are made deterministic with the worker's fault hook (``HARNESS_TEST_FAULT_DIR``,
 ``HARNESS_TEST_FAULT_PAUSE``): a replica touches ``<moment>-<pid>`` and pauses, and a
 killer thread SIGKILLs that pid. Only processes this module started are ever killed.
+
+The kill tests and the cannot-load test run under every engine in ``ENGINES``: vLLM replicas
+are Ray actors holding an in-process vLLM engine (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) on the
+head-size-32 tiny Llama of ``vllm_model.py``; their expected keys come from the run's plan.
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ from harness.cli import main
 from harness.config import RunConfig
 from harness.distributed.pool import ReplicaPool
 from harness.distributed.reaper import marked_pids
+from harness.plan import prepare
 from harness.runner import execute
 from harness.store import Store, read_table
 
-ENGINES = ["hf"]
+sys.path.insert(0, str(Path(__file__).parent))
+from vllm_model import build_vllm_tiny  # noqa: E402
+
+ENGINES = ["hf", "vllm"]
 """Every generation engine the harness has; each kill test runs under each of them."""
-ENGINE_FLAGS = {"hf": {}}
+ENGINE_FLAGS = {"hf": {}, "vllm": {"engine": "vllm"}}
+"""Run flags per engine; the vllm runs also take the head-size-32 model (``vtiny``)."""
 
 FLAGS = {"model": "tiny-random-llama", "tasks": "instructions-mini", "limit": 4, "max_new_tokens": 4, "batch_size": 1,
          "replicas": 2, "run_id": "r"}
@@ -40,10 +49,32 @@ def _keys(store) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def vtiny(tiny_model_dir, harness_home) -> Path:
+    return build_vllm_tiny(tiny_model_dir, harness_home / "vllm-tiny")
+
+
+def _flags(engine: str, request) -> dict:
+    flags = FLAGS | ENGINE_FLAGS[engine]
+    if engine == "vllm":
+        flags["model"] = str(request.getfixturevalue("vtiny"))
+    return flags
+
+
+@pytest.fixture(scope="module")
 def reference_keys(tmp_path_factory, tiny_model_dir):
+    """Per engine: the keys of an undisturbed run (HF, generated in-process) or of its plan (vLLM)."""
     store = tmp_path_factory.mktemp("reference")
     execute(RunConfig.from_sources(None, FLAGS | {"store": str(store), "no_ray": True, "replicas": "1"}), progress=False)
-    return _keys(store)
+    return {"hf": _keys(store)}
+
+
+def _reference(engine: str, reference_keys, request, tmp_path) -> list[str]:
+    """The keys a run must commit, each once (vLLM: the plan's keys; its rows carry exactly these)."""
+    if engine not in reference_keys:
+        cfg = RunConfig.from_sources(None, _flags(engine, request) | {"store": str(tmp_path / "plan")})
+        reference_keys[engine] = sorted(prepare(cfg).keys.values())
+        assert len(reference_keys[engine]) == len(reference_keys["hf"])
+    return reference_keys[engine]
 
 
 class Killer(threading.Thread):
@@ -74,10 +105,13 @@ def fault_hook(tmp_path, monkeypatch):
     return hook_dir
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("moment", ["loading", "idle", "generating"])
+MOMENTS = ["loading", "idle", "generating"]
+
+
+@pytest.mark.parametrize(("engine", "moment"), [pytest.param(e, m, id=f"{m}-{e}") for e in ENGINES for m in MOMENTS])
 def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster, reference_keys, fault_hook,
-                                                    tmp_path, monkeypatch):
+                                                    tmp_path, monkeypatch, request):
+    want = _reference(engine, reference_keys, request, tmp_path)
     killer = None
     if moment == "idle":  # both replicas loaded, no shard sent yet: kill one of them
         ready = ReplicaPool.wait_ready
@@ -96,13 +130,14 @@ def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster
         killer = Killer(fault_hook, moment)
         killer.start()
     store = tmp_path / "store"
-    execute(RunConfig.from_sources(None, FLAGS | ENGINE_FLAGS[engine] | {"store": str(store)}), progress=False)
+    execute(RunConfig.from_sources(None, _flags(engine, request) | {"store": str(store)}), progress=False)
     if killer:
         killer.stop.set()
         assert len(killer.killed) == 1
     else:
         assert len(idle_killed) == 1
-    assert _keys(store) == reference_keys  # every (prompt, variant) row exactly once
+    assert _keys(store) == want  # every (prompt, variant) row exactly once
+    assert set(read_table(store, "samples").column("engine").to_pylist()) == {engine}
     timings = Store(store).read_manifest("r")["timings_json"]
     assert timings["replaced_replicas"] >= 1
     assert timings["dropped_replicas"] == 0
@@ -110,7 +145,10 @@ def test_replica_killed_at_any_moment_every_row_once(moment, engine, ray_cluster
 
 def test_replica_that_always_dies_while_loading_is_one_line_exit_1(ray_cluster, fault_hook, tmp_path, monkeypatch,
                                                                   capsys):
-    """Like an out-of-memory kill at start-up: bounded restarts, then one line and exit 1."""
+    """Like an out-of-memory kill at start-up: bounded restarts, then one line and exit 1.
+
+    HF only: the kill lands at the ``loading`` hook, before either engine is built, so a vLLM
+    run takes the same path (the ``loading-vllm`` case above kills a vLLM replica there too)."""
     monkeypatch.setenv("HARNESS_TEST_FAULT_PAUSE", "loading=2")
     killer = Killer(fault_hook, "loading", limit=1000)
     killer.start()
@@ -126,17 +164,23 @@ def test_replica_that_always_dies_while_loading_is_one_line_exit_1(ray_cluster, 
     assert len(killer.killed) == 4  # the first start and 3 restarts
 
 
-def test_model_that_cannot_load_is_one_line_exit_2(ray_cluster, tiny_model_dir, tmp_path, capsys):
+CANNOT_LOAD = {"hf": "model tiny-random-llama: cannot load the model: SafetensorError",
+               "vllm": "model broken-model: cannot load the model: SafetensorError"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_model_that_cannot_load_is_one_line_exit_2(engine, ray_cluster, tiny_model_dir, tmp_path, capsys, request):
     broken = tmp_path / "broken-model"
-    shutil.copytree(tiny_model_dir, broken)
+    shutil.copytree(request.getfixturevalue("vtiny") if engine == "vllm" else tiny_model_dir, broken)
     for weights in broken.glob("*.safetensors"):
         weights.write_bytes(b"not a safetensors file")
-    code = main(["run", "--model", str(broken), "--tasks", "instructions-mini", "--limit", "2", "--replicas", "2",
-                 "--store", str(tmp_path / "s"), "-q"])
+    capsys.readouterr()  # building the vLLM model's files may print progress bars
+    code = main(["run", "--model", str(broken), "--engine", engine, "--tasks", "instructions-mini", "--limit", "2",
+                 "--replicas", "2", "--store", str(tmp_path / "s"), "-q"])
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert "model tiny-random-llama: cannot load the model: SafetensorError" in err
+    assert CANNOT_LOAD[engine] in err, err
     assert not list((tmp_path / "s").glob("samples/**/*.parquet"))
 
 
