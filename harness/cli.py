@@ -46,7 +46,8 @@ RUN_EPILOG = """examples:
 variants: none | rules (= rules:eos-uniform-diversity) | rules:<options> | ablations | NAME of an --expert YAML,
   each optionally followed by its own decoding settings: rules@max_new_tokens=8192, none@max_new_tokens=512
   options: eos, uniform, diversity, start, and modifiers table8 ("What" = -3), fallback (+100 EOS past
-  1024 tokens), prose (diversity over the response only)."""
+  1024 tokens), prose (diversity over the response only), fixed (anchor the EOS ramp and the diversity
+  window on the prompt's tags instead of re-finding the last generated tag, docs/expert.md)."""
 
 
 def add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> None:
