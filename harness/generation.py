@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from harness.experts.cache import ExpertCache
 from harness.experts.processor import ResolvedExpert, RuleExpertProcessor
 from harness.experts.trace import FlipTrace, empty_columns
 from harness.experts.variants import Variant
@@ -72,7 +73,7 @@ class Generator:
         self.model = model.eval()
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0])
         self.eos_id = self.tokenizer.eos_token_id
-        self._experts: dict[str, ResolvedExpert] = {}
+        self.experts = ExpertCache(self.tokenizer, self.vocab_size, self.eos_id)
 
     def scorer(self) -> Generator:
         """The generator that scores continuations (:mod:`harness.scoring`): this one."""
@@ -81,16 +82,11 @@ class Generator:
     # -- experts -----------------------------------------------------------------
     def expert_for(self, variant: Variant) -> ResolvedExpert | None:
         """The variant's expert resolved against this tokenizer (cached)."""
-        if variant.expert is None:
-            return None
-        key = variant.expert.spec_hash()
-        if key not in self._experts:
-            self._experts[key] = ResolvedExpert.build(variant.expert, self.tokenizer, self.vocab_size, self.eos_id)
-        return self._experts[key]
+        return self.experts.variant(variant)
 
     def resolution_tables(self, variants: Sequence[Variant]) -> dict[str, dict]:
         """Token-resolution tables of every expert variant, for the run manifest."""
-        return {v.name: self.expert_for(v).resolution_table() for v in variants if v.expert is not None}
+        return self.experts.tables(variants)
 
     # -- prompts -----------------------------------------------------------------
     def encode(self, items: Sequence[PromptItem]) -> list[dict]:

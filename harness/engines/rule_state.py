@@ -33,6 +33,7 @@ import torch
 
 from harness.errors import HarnessError
 from harness.experts.anchors import TagAnchors
+from harness.experts.cache import ExpertCache
 from harness.experts.processor import COMBINE_MODES, ResolvedExpert
 from harness.experts.rules import absorb, apply_rules, scope_state
 from harness.experts.spec import ExpertSpec, expert_from_dict
@@ -105,14 +106,11 @@ class BatchRules:
         self.vocab_size = vocab_size
         self.eos_id = eos_id if eos_id is not None else tokenizer.eos_token_id
         self.requests: dict[int, _Request] = {}
-        self._experts: dict[str, ResolvedExpert] = {}
+        self.experts = ExpertCache(tokenizer, vocab_size, self.eos_id)
 
     # -- per-request settings ------------------------------------------------------------
     def resolved(self, spec: ExpertSpec) -> ResolvedExpert:
-        key = spec.spec_hash()
-        if key not in self._experts:
-            self._experts[key] = ResolvedExpert.build(spec, self.tokenizer, self.vocab_size, self.eos_id)
-        return self._experts[key]
+        return self.experts.spec(spec)
 
     def validate(self, extra_args: dict | None) -> None:
         """Raise :class:`HarnessError` (a ``ValueError``) when a request's expert arguments are bad."""

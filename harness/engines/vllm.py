@@ -36,6 +36,7 @@ from pathlib import Path
 
 from harness.engines.rule_state import request_args
 from harness.errors import HarnessError
+from harness.experts.cache import ExpertCache
 from harness.experts.processor import ResolvedExpert
 from harness.experts.variants import Variant
 from harness.generation import encode_items, sample_row
@@ -121,20 +122,15 @@ class VLLMEngine:
                        max_model_len=max_model_len, logits_processors=[RuleExpertLogitsProcessor])
         self.start_seconds = time.perf_counter() - start
         self.vocab_size = self.llm.llm_engine.model_config.get_vocab_size()
-        self._experts: dict[str, ResolvedExpert] = {}
+        self.experts = ExpertCache(self.tokenizer, self.vocab_size, self.eos_id)
         self._scorer = None
 
     # -- experts -----------------------------------------------------------------------
     def expert_for(self, variant: Variant) -> ResolvedExpert | None:
-        if variant.expert is None:
-            return None
-        key = variant.expert.spec_hash()
-        if key not in self._experts:
-            self._experts[key] = ResolvedExpert.build(variant.expert, self.tokenizer, self.vocab_size, self.eos_id)
-        return self._experts[key]
+        return self.experts.variant(variant)
 
     def resolution_tables(self, variants: Sequence[Variant]) -> dict[str, dict]:
-        return {v.name: self.expert_for(v).resolution_table() for v in variants if v.expert is not None}
+        return self.experts.tables(variants)
 
     def scorer(self):
         """An HF generator for log-likelihoods (scoring stays on HF; built on first use)."""
