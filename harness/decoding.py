@@ -31,11 +31,13 @@ from typing import Any
 
 from harness.errors import HarnessError, did_you_mean
 from harness.records import DecodingParams
+from harness.yaml_io import coerce
 
 TASK_KEYS = {"max_gen_toks": "max_new_tokens", "until": "until", "do_sample": "do_sample",
              "temperature": "temperature", "top_p": "top_p"}
 """Task ``generation_kwargs`` key -> :class:`DecodingParams` field."""
-VARIANT_KEYS = ("max_new_tokens", "do_sample", "temperature", "top_p", "seed")
+VARIANT_TYPES = {"max_new_tokens": int, "do_sample": bool, "temperature": float, "top_p": float, "seed": int}
+VARIANT_KEYS = tuple(VARIANT_TYPES)
 """Decoding fields a variant may set for itself."""
 
 
@@ -50,32 +52,17 @@ def coerce_setting(key: str, value: Any, where: str) -> Any:
     if key not in VARIANT_KEYS:
         raise HarnessError(f"{where}: {key}: not a decoding setting{did_you_mean(key, VARIANT_KEYS)}; "
                            f"settings: {', '.join(VARIANT_KEYS)}")
-    try:
-        if key in ("max_new_tokens", "seed"):
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            out = int(value)
-            if key == "max_new_tokens" and out <= 0:
-                raise ValueError
-            return out
-        if key == "do_sample":
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "1", "yes"):
-                return True
-            if str(value).lower() in ("false", "0", "no"):
-                return False
-            raise ValueError
-        if isinstance(value, bool):
-            raise ValueError
-        out = float(value)
-        if out < 0 or (key == "top_p" and not 0 < out <= 1):
-            raise ValueError
-        return out
-    except (TypeError, ValueError):
-        expected = {"max_new_tokens": "a positive integer", "seed": "an integer", "do_sample": "true or false",
-                    "temperature": "a number >= 0", "top_p": "a number in (0, 1]"}[key]
-        raise HarnessError(f"{where}: {key}: expected {expected}, got {value!r}") from None
+    expected = {"max_new_tokens": "a positive integer", "seed": "an integer", "do_sample": "true or false",
+                "temperature": "a number >= 0", "top_p": "a number in (0, 1]"}[key]
+    try:  # the typed loader's conversions (harness.yaml_io), then each setting's range
+        out = coerce(value, VARIANT_TYPES[key], f"{where}: {key}")
+    except HarnessError:
+        out = None
+    in_range = out is not None and {"max_new_tokens": lambda v: v > 0, "temperature": lambda v: v >= 0,
+                                    "top_p": lambda v: 0 < v <= 1}.get(key, lambda v: True)(out)
+    if not in_range:
+        raise HarnessError(f"{where}: {key}: expected {expected}, got {value!r}")
+    return out
 
 
 def task_decoding(generation_kwargs: Mapping[str, Any]) -> dict[str, Any]:
