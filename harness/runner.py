@@ -120,6 +120,7 @@ def _execute_locked(plan: Plan, progress: bool) -> RunResult:
     timings: dict = {}
     extra_metrics: list[dict] = []
     sentinel_rows: list[dict] = []
+    samples = None
     seen = set(existing)  # every key committed so far: a row is written once, whatever the shard plan
     domains = {(i.task, i.sample_id): i.domain for i in plan.items}
     tokenizer = _lazy_tokenizer(plan)
@@ -149,16 +150,19 @@ def _execute_locked(plan: Plan, progress: bool) -> RunResult:
             try:
                 for decoding, variants, shards in groups:
                     backend.run(shards, committer(decoding), variants, decoding)
-                if cfg.sentinel > 0:
-                    sentinel_rows = run_sentinel(plan, backend, lambda r, d: finish_row(plan, r, d, domains, tokenizer))
                 if lm_todo:
                     extra_metrics, n_lm = _run_lm_eval(plan, backend, store, lm_todo, next_shard, seen)
                     generated += n_lm
+                samples = read_table(cfg.store, "samples", plan.run_id)  # every row committed: read once
+                if cfg.sentinel > 0:
+                    sentinel_rows = run_sentinel(plan, backend, samples,
+                                                 lambda r, d: finish_row(plan, r, d, domains, tokenizer))
             except BaseException:
                 store.write_run(plan.run_id, _run_row(plan, "failed", created, {}, backend.timings, len(existing) + generated))
                 raise
             timings = backend.timings
-    samples = read_table(cfg.store, "samples", plan.run_id)
+    if samples is None:  # nothing generated now
+        samples = read_table(cfg.store, "samples", plan.run_id)
     metrics = summarize(samples, plan.run_id, style=True)  # shape and style-leak rates per variant
     task_rows = task_metric_rows(samples, plan.run_id)  # e.g. IFEval on IFEval-schema documents
     if task_rows or extra_metrics:
@@ -176,13 +180,13 @@ def _execute_locked(plan: Plan, progress: bool) -> RunResult:
                      format_summary(metrics) + summary_line(metrics), timings, plan.engine)
 
 
-def run_sentinel(plan: Plan, backend, finish) -> list[dict]:
-    """Re-generate a few committed pairs alone and compare (see :mod:`harness.sentinel`)."""
+def run_sentinel(plan: Plan, backend, samples, finish) -> list[dict]:
+    """Re-generate a few committed pairs of ``samples`` (the run's table) alone and compare (:mod:`harness.sentinel`)."""
     from harness import sentinel
 
     wanted = {v: k for k, v in plan.keys.items()}
-    stored = {wanted[r["key"]]: r for r in read_table(plan.cfg.store, "samples", plan.run_id)
-              .select(["key", "model", "output_token_ids", "batch_size"]).to_pylist() if r["key"] in wanted}
+    stored = {wanted[r["key"]]: r for r in samples.select(["key", "model", "output_token_ids", "batch_size"]).to_pylist()
+              if r["key"] in wanted}
     return sentinel.check(plan, backend, stored, finish)
 
 
