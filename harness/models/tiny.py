@@ -82,8 +82,11 @@ def train_tiny_tokenizer():
     )
 
 
-def _init_weights(model, seed: int) -> None:
-    """Fill every parameter from one seeded generator (norms = 1), in name order."""
+def init_weights(model, seed: int, scale: float = 0.02, head_scale: float | None = None) -> None:
+    """Fill every parameter from one seeded generator (norms = 1), in name order.
+
+    Normal noise times ``scale`` (``head_scale`` for ``lm_head``, default ``scale``).
+    """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -92,7 +95,8 @@ def _init_weights(model, seed: int) -> None:
             if name.endswith("norm.weight"):
                 param.fill_(1.0)
             else:
-                param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * 0.02)
+                factor = head_scale if head_scale is not None and "lm_head" in name else scale
+                param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * factor)
 
 
 def build_tiny_random_llama(out_dir: Path, seed: int = SEED) -> Path:
@@ -133,7 +137,7 @@ def build_tiny_random_llama(out_dir: Path, seed: int = SEED) -> Path:
     )
     logger.info("tiny-random-llama: building the model (seed %d)", seed)
     model = LlamaForCausalLM(config).to(torch.float32)
-    _init_weights(model, seed)
+    init_weights(model, seed)
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.models.tiny import init_weights
+
 
 def build_vllm_tiny(tiny_dir: Path, out_dir: Path, seed: int = 0) -> Path:
     import torch
@@ -22,13 +24,7 @@ def build_vllm_tiny(tiny_dir: Path, out_dir: Path, seed: int = 0) -> Path:
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                          tie_word_embeddings=False, dtype="float32")
     model = LlamaForCausalLM(config).to(torch.float32)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-            if name.endswith("norm.weight"):
-                param.fill_(1.0)
-            else:
-                param.copy_(torch.randn(param.shape, generator=gen) * (0.5 if "lm_head" in name else 0.15))
+    init_weights(model, seed, scale=0.15, head_scale=0.5)
     model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                                pad_token_id=tok.pad_token_id)
     out_dir.mkdir(parents=True, exist_ok=True)
