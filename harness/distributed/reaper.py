@@ -40,17 +40,21 @@ def new_marker() -> str:
     return f"harness-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
+def _other_pids():
+    """Pids of the live processes in /proc, this one excluded."""
+    me = os.getpid()
+    return (int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) != me)
+
+
 def marked_pids(marker: str, env: str = MARKER_ENV) -> list[int]:
     """Pids of live processes whose environment has ``env=marker`` (this process excluded)."""
     needle = f"{env}={marker}".encode()
     pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
+    for pid in _other_pids():
         try:
-            with open(f"/proc/{name}/environ", "rb") as f:
+            with open(f"/proc/{pid}/environ", "rb") as f:
                 if needle in f.read().split(b"\0"):
-                    pids.append(int(name))
+                    pids.append(pid)
         except OSError:  # gone, or not ours to read
             continue
     return pids
@@ -62,22 +66,20 @@ def pids_using(dirs: list[str]) -> list[int]:
     if not needles:
         return []
     pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
+    for pid in _other_pids():
         try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read().decode(errors="replace")
             targets = [cmdline]
-            for fd in os.listdir(f"/proc/{name}/fd"):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
                 try:
-                    targets.append(os.readlink(f"/proc/{name}/fd/{fd}") + "/")
+                    targets.append(os.readlink(f"/proc/{pid}/fd/{fd}") + "/")
                 except OSError:
                     continue
         except OSError:
             continue
         if any(n in t for t in targets for n in needles):
-            pids.append(int(name))
+            pids.append(pid)
     return pids
 
 
