@@ -20,6 +20,7 @@ import sys
 
 from harness import __version__
 from harness.cli_util import add_verb
+from harness.engines import ENGINES
 from harness.errors import HarnessError
 from harness.prompts import FORMATS
 
@@ -73,7 +74,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, for_resume: bool = False) -> No
         p.add_argument("--sentinel", type=float, metavar="SHARE",
                        help="share of (prompt, variant) pairs re-generated alone to prove batching changed no token "
                             "(default 0.02, at least one pair; 0 disables)")
-        p.add_argument("--engine", choices=["hf", "vllm", "auto"],
+        p.add_argument("--engine", choices=ENGINES,
                        help="generation engine: vllm (continuous batching, the expert inside vLLM), hf (the reference), "
                             "or auto = vllm when installed and it supports the model, else hf (default auto)")
         p.add_argument("--run-id", dest="run_id", help="name the run (default: model + hash of the config)")

@@ -21,6 +21,7 @@ import socket
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from harness.engines import ENGINES
 from harness.errors import HarnessError, did_you_mean
 from harness.prompts import FORMATS
 from harness.records import DecodingParams
@@ -166,7 +167,7 @@ class RunConfig:
             raise HarnessError(f"{w('sentinel')}: a share of pairs between 0 and 1 (0 disables), got {self.sentinel!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise HarnessError(f"{w('dtype')}: {self.dtype!r} is not float32, bfloat16 or float16")
-        if self.engine not in ("hf", "vllm", "auto"):
+        if self.engine not in ENGINES:
             raise HarnessError(f"{w('engine')}: {self.engine!r} is not hf, vllm or auto")
         for item in self.data:
             if "=" not in item:
