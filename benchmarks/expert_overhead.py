@@ -5,7 +5,7 @@
     the ``rules`` processor, alternating runs and taking medians. Also the processor
     alone on a fixed ``(B, V)`` logits tensor, which is immune to machine noise.
     Goal: <= 3 % of a decode step.
-(b) Fast path (``Generator.generate``: batched, KV cache, incremental rule state) vs
+(b) Fast path (``HFEngine.generate``: batched, KV cache, incremental rule state) vs
     the reference path (batch 1, no cache, full forward and rules rebuilt every step),
     in generated tokens per second, after checking that both produced identical tokens.
     Goal: >= 20x.
@@ -40,7 +40,7 @@ PROMPTS = [
 
 
 def load(name: str, device: str):
-    from harness.generation import Generator
+    from harness.engines.hf import HFEngine
     from harness.models import resolve
 
     try:
@@ -48,7 +48,7 @@ def load(name: str, device: str):
     except Exception as exc:  # noqa: BLE001 - a benchmark falls back rather than dies
         print(f"!! could not load {name} ({type(exc).__name__}: {exc}); FALLING BACK to tiny-random-llama")
         path, label = resolve("tiny-random-llama").path, "tiny-random-llama (fallback)"
-    return Generator(path, model_name=label, device=device), label
+    return HFEngine(path, model_name=label, device=device), label
 
 
 def sync(device) -> None:

@@ -20,8 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def run_mode(args, mode: str, store: str) -> dict:
-    from harness.config import RunConfig
-    from harness.runner import execute
+    from harness.run.config import RunConfig
+    from harness.run.runner import execute
     from harness.store import read_table
 
     flags = {"model": args.model, "tasks": args.tasks, "limit": args.limit, "max_new_tokens": args.max_new_tokens,

@@ -4,7 +4,7 @@ Two reference tables in ``docs/`` are written by this module, never by hand, so 
 cannot drift from the code:
 
 * ``docs/run-config.md`` (section ``run-config-fields``): one row per field of
-  :class:`harness.config.RunConfig` — its YAML key, type, default, the ``harness run``
+  :class:`harness.run.config.RunConfig` — its YAML key, type, default, the ``harness run``
   flag that sets it and the flag's help text as its meaning (fields without a flag take
   their meaning from :data:`MEANINGS_WITHOUT_HELP`).
 * ``docs/results-tables.md`` (section ``metric-names``): every name of the registry
@@ -82,7 +82,7 @@ def run_config_table() -> str:
         ValueError: a field has neither a ``harness run`` flag with help text nor an
             entry in :data:`MEANINGS_WITHOUT_HELP`.
     """
-    from harness.config import RunConfig
+    from harness.run.config import RunConfig
 
     flags = _run_flags()
     rows = ["| key | type | default | flag | meaning |", "|---|---|---|---|---|"]

@@ -23,9 +23,11 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.errors import HarnessError, did_you_mean
+from harness.records import PromptItem
 
 USER_TAG = "<|user|>"
 ASSISTANT_TAG = "<|assistant|>"
@@ -90,3 +92,22 @@ def user_start_token(offsets: list[tuple[int, int]], user_start_char: int) -> in
         if end > user_start_char and end > start:
             return i
     return len(offsets)
+
+
+def encode_items(items: Sequence[PromptItem], prompt_format: str, tokenizer) -> list[dict]:
+    """Render and tokenize prompts (every engine feeds the model these ids).
+
+    Returns one dict per item: ``item``, ``text`` (the rendered prompt), ``ids`` and
+    ``user_start`` (index of the first user-content token).
+    """
+    out = []
+    for item in items:
+        rp = render(prompt_format, item.instruction, tokenizer)
+        enc = tokenizer(rp.text, add_special_tokens=rp.add_special_tokens, return_offsets_mapping=True)
+        out.append({
+            "item": item,
+            "text": rp.text,
+            "ids": enc["input_ids"],
+            "user_start": user_start_token(enc["offset_mapping"], rp.user_start_char),
+        })
+    return out

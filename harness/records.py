@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +57,7 @@ class DecodingParams:
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """A unit of work for one replica: some prompts, all variants of each prompt."""
+    """A unit of work for one replica: some prompts (the caller names the variants to run them under)."""
 
     shard_id: int
     items: tuple[PromptItem, ...]
-    variants: tuple[str, ...] = field(default=("none", "rules"))

@@ -112,7 +112,7 @@ def _job_argv(args: argparse.Namespace, actions: list, store: str, working_dir: 
 
 
 def cmd_submit(args: argparse.Namespace, actions: list) -> int:
-    from harness.config import RunConfig
+    from harness.run.config import RunConfig
 
     run_dests = {a.dest for a in actions} - {"address", "config", "quiet", "help"}
     flags = {k: getattr(args, k) for k in run_dests}
@@ -202,7 +202,7 @@ def _jobs_help(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``submit`` and ``jobs`` to the ``harness`` command line."""
-    from harness.cli import add_run_flags
+    from harness.run.cli import add_run_flags
 
     p = add_verb(subparsers, "submit", "run an evaluation as a Ray job on a cluster", lambda a: 0,
                  description="Validate a run here, then run it as a Ray job (`harness run` on the cluster, joining "

@@ -6,7 +6,8 @@ is a one-line error with the store untouched. ``backend.run`` then generates sha
 hands each result to ``commit``.
 
 Example:
-    >>> with open_backend(plan) as backend:                  # doctest: +SKIP
+    >>> spec = BackendSpec.from_run(cfg, model, "tulu", variants)   # doctest: +SKIP
+    >>> with open_backend(spec) as backend:                  # doctest: +SKIP
     ...     tables = backend.run(shards, commit)                 # generate and commit
     ...     scores = backend.score([("Say hi.", "Hi!")], variant)  # log-likelihoods
 """
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from harness.distributed.cluster import connect, plan_replicas, release, reserve
 from harness.distributed.pool import ReplicaPool
+from harness.distributed.spec import BackendSpec
 from harness.distributed.worker import FAULT_DIR_ENV, FAULT_PAUSE_ENV, ModelWorker, RemoteModelWorker
 from harness.errors import HarnessError
 from harness.records import Shard
@@ -56,11 +58,11 @@ class _Chunk:
 
 
 class Backend:
-    """Runs shards for one plan; use as a context manager so replicas are released."""
+    """Runs shards for one :class:`BackendSpec`; use as a context manager so replicas are released."""
 
-    def __init__(self, plan, progress: bool = True):
-        self.plan = plan
-        self.cfg = plan.cfg
+    def __init__(self, spec: BackendSpec, progress: bool = True):
+        self.spec = spec
+        self.cfg = spec  # the cluster settings (no_ray, address, tp, replicas, threads, batch_size, ...)
         self.progress = progress
         self.timings: dict = {"per_replica": {}}
         self.groups: list = []
@@ -84,17 +86,12 @@ class Backend:
         if cfg.tp > 1:  # --tp: each replica is a gang of cfg.tp DeepSpeed AutoTP ranks (tensor_parallel.py)
             from harness.distributed.tensor_parallel import TPReplicaFactory
 
-            self._make_worker = TPReplicaFactory(cfg, totals, self.gpus, str(self.plan.model.path), self._kwargs)
+            self._make_worker = TPReplicaFactory(cfg, totals, self.gpus, cfg.model_path, cfg.worker_kwargs)
             self.n, self.groups = self._make_worker.n, self._make_worker.groups
             return
         self.n = plan_replicas(str(cfg.replicas), totals, self.gpus, 1.0)
         self.threads = cfg.threads or max(1, int(totals.get("CPU", os.cpu_count() or 1)) // self.n)
         self.groups = reserve(self.n, cpus=1.0, gpus=self.gpus)
-
-    def _kwargs(self, threads: int | None, device: str) -> dict:
-        plan, cfg = self.plan, self.cfg
-        return dict(model_name=plan.model.name, prompt_format=plan.prompt_format, dtype=cfg.dtype, device=device,
-                    combine=cfg.combine, threads=threads, trace=cfg.trace, engine=getattr(plan, "engine", "hf"))
 
     def _make_worker(self, i: int):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -105,10 +102,10 @@ class Backend:
         hooks = {k: os.environ[k] for k in (FAULT_DIR_ENV, FAULT_PAUSE_ENV) if k in os.environ}
         if hooks:  # the fault-injection test hook (worker.fault_point) reaches the replicas
             options["runtime_env"] = {"env_vars": hooks}
-        kwargs = self._kwargs(self.threads, device)
+        kwargs = self.spec.worker_kwargs(self.threads, device)
         if kwargs["engine"] == "vllm" and not self.gpus and self.cfg.address is None:
             kwargs["cpu_ids"] = cpu_slice(i, self.threads, os.cpu_count() or 1)
-        return RemoteModelWorker.options(**options).remote(str(self.plan.model.path), **kwargs)
+        return RemoteModelWorker.options(**options).remote(self.spec.model_path, **kwargs)
 
     def _fits(self, n: int) -> bool:
         """Would ``n`` plain replicas fit on the cluster's live nodes now (a node may be gone)?"""
@@ -125,12 +122,12 @@ class Backend:
             return self._tables
         t0 = time.perf_counter()
         if self.cfg.no_ray:
-            self.worker = ModelWorker(str(self.plan.model.path), **self._kwargs(self.cfg.threads, self.cfg.device))
-            self._tables = self.worker.resolution_tables(self.plan.variants)
+            self.worker = ModelWorker(self.spec.model_path, **self.spec.worker_kwargs(self.cfg.threads, self.cfg.device))
+            self._tables = self.worker.resolution_tables(self.spec.variants)
         else:
-            self.pool = ReplicaPool(self._make_worker, self.n, model=self.plan.model.name, fits=self._fits)
+            self.pool = ReplicaPool(self._make_worker, self.n, model=self.spec.model_name, fits=self._fits)
             self.timings["replicas"] = self.pool.wait_ready()
-            self._tables = self.pool.ask(lambda w: w.resolution_tables.remote(self.plan.variants))
+            self._tables = self.pool.ask(lambda w: w.resolution_tables.remote(self.spec.variants))
         self.timings["load_seconds"] = time.perf_counter() - t0
         return self._tables
 
@@ -149,7 +146,7 @@ class Backend:
 
     def run(self, shards, commit, variants=None, decoding=None) -> dict:
         """Generate ``shards`` and ``commit`` each result; returns the token-resolution tables."""
-        variants = list(variants or self.plan.variants)
+        variants = list(variants or self.spec.variants)
         decoding = decoding or self.cfg.decoding
         batch = self.cfg.batch_size
         bar = Progress(sum(len(s.items) for s in shards) * len(variants), self.progress)
@@ -172,7 +169,7 @@ class Backend:
 
     def generate(self, items, variants, decoding) -> list[dict]:
         """Generate rows for ``items`` without committing them (lm-eval bridge)."""
-        shards = [Shard(n, tuple(items[lo: lo + self.cfg.batch_size]), tuple(v.name for v in variants))
+        shards = [Shard(n, tuple(items[lo: lo + self.cfg.batch_size]))
                   for n, lo in enumerate(range(0, len(items), self.cfg.batch_size))]
         results: dict[int, list[dict]] = {}
         self.run(shards, lambda r: results.__setitem__(r["shard_id"], r["rows"]), variants, decoding)
@@ -214,6 +211,6 @@ def cpu_slice(replica: int, threads: int, cores: int) -> str | None:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def open_backend(plan, progress: bool = True) -> Backend:
-    """Check resources and reserve replicas for ``plan`` (nothing is generated yet)."""
-    return Backend(plan, progress)
+def open_backend(spec: BackendSpec, progress: bool = True) -> Backend:
+    """Check resources and reserve replicas for ``spec`` (nothing is generated yet)."""
+    return Backend(spec, progress)

@@ -33,7 +33,6 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError,
 
 from harness.distributed.worker import LOAD_FAILED
 from harness.errors import HarnessError
-from harness.records import DecodingParams, Shard
 
 log = logging.getLogger(__name__)
 _WORKER_LOST = (RayActorError, ActorDiedError, ActorUnavailableError)
@@ -128,11 +127,6 @@ class ReplicaPool:
                 return ray.get(call(self.workers[i]))
             except _WORKER_LOST as exc:
                 self._lost(i, exc, {}, deque())
-
-    def run(self, shards: Sequence[Shard], variants, decoding: DecodingParams, batch_size: int,
-            commit: Callable[[dict], None]) -> None:
-        """Generate every shard (``ModelWorker.run_shard``) and commit each result."""
-        self.map(shards, lambda w, s: w.run_shard.remote(s, variants, decoding, batch_size), commit)
 
     def map(self, shards: Sequence, submit: Callable[[object, object], object], commit: Callable[[dict], None]) -> None:
         """Run ``submit(worker, shard) -> ObjectRef`` for every shard (each has ``shard_id``)."""

@@ -7,7 +7,7 @@ GPU), loads the model and wraps it with ``deepspeed.init_inference(tensor_parall
 {"tp_size": N}, replace_with_kernel_inject=False)``. DeepSpeed's CPU shm comm op is
 disabled first (its JIT compile takes ~24 s and it segfaults in AutoTP on gVisor).
 
-Every rank gets the same shard and runs the same ``Generator.generate`` (the rule expert
+Every rank gets the same shard and runs the same ``HFEngine.generate`` (the rule expert
 runs identically on every rank, since the all-reduced logits are identical); rank 0's
 rows are returned. :class:`TPReplica` is the driver-side handle: it offers
 ``.run_shard.remote`` / ``.score.remote`` (sent to every rank, rank 0's ref returned),
@@ -101,7 +101,7 @@ class TPRankWorker(ModelWorker):
         import deepspeed
         from transformers import AutoModelForCausalLM
 
-        from harness.generation import Generator
+        from harness.engines.hf import HFEngine
 
         deepspeed.init_distributed(dist_backend="nccl" if self.device_kind == "cuda" else "gloo",
                                    auto_mpi_discovery=False, timeout=timedelta(seconds=TIMEOUT_S),
@@ -111,7 +111,7 @@ class TPRankWorker(ModelWorker):
         inject = self.device_kind == "cuda" and os.environ.get("HARNESS_TP_KERNEL_INJECT") == "1"
         engine = deepspeed.init_inference(model, tensor_parallel={"tp_size": self.world}, dtype=dtype,
                                           replace_with_kernel_inject=inject)
-        self.generator = Generator(self.model_path, model=engine.module, device=self.device_kind, **self.opts)
+        self.generator = HFEngine(self.model_path, model=engine.module, device=self.device_kind, **self.opts)
         self.generator.engine_name = "hf-tp"  # samples.engine
 
     def info(self) -> dict:

@@ -24,6 +24,7 @@ import ray
 from harness.errors import HarnessError
 from harness.experts.variants import Variant
 from harness.records import DecodingParams, Shard
+from harness.rows import placed
 
 LOAD_FAILED = "cannot load the model: "
 """Marks the one-line error a worker raises when its model cannot load (the pool looks for it)."""
@@ -89,17 +90,15 @@ class ModelWorker:
         """Generate every row of one shard; the driver commits them atomically."""
         fault_point("generating")
         start = time.perf_counter()
-        rows = self.generator.generate(list(shard.items), list(variants), decoding, batch_size)
-        for r in rows:
-            r["replica"] = self.replica
-            r["shard_id"] = shard.shard_id
+        rows = placed(self.generator.generate(list(shard.items), list(variants), decoding, batch_size),
+                      self.replica, shard.shard_id)
         return {"shard_id": shard.shard_id, "rows": rows, "replica": self.replica,
                 "seconds": time.perf_counter() - start, "tokens": sum(r["num_output_tokens"] for r in rows)}
 
     def score(self, shard_id: int, pairs: Sequence[tuple[str, str]], variant: Variant, add_eos: bool = False,
               batch_size: int = 8) -> dict:
-        """Log-likelihoods of (instruction, continuation) pairs under ``variant`` (see harness.scoring)."""
-        from harness.scoring import score_pairs
+        """Log-likelihoods of (instruction, continuation) pairs under ``variant`` (see harness.engines.scoring)."""
+        from harness.engines.scoring import score_pairs
 
         start = time.perf_counter()
         scores = score_pairs(self.generator.scorer(), pairs, variant, add_eos=add_eos, batch_size=batch_size)

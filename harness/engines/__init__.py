@@ -41,7 +41,7 @@ class Engine(Protocol):
         """Token-resolution tables of every expert variant (run manifest)."""
 
     def scorer(self):
-        """An HF ``Generator`` that :func:`harness.scoring.score_pairs` can score continuations with."""
+        """An HF ``HFEngine`` that :func:`harness.engines.scoring.score_pairs` can score continuations with."""
 
 
 @dataclass(frozen=True)

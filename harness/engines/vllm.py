@@ -2,10 +2,10 @@
 
 Every (prompt x variant) request of a call goes to vLLM at once; continuous batching
 frees a row as soon as it stops (the rules make rows stop at different times). Prompts
-are the same token ids the HF engine feeds (:func:`harness.generation.encode_items`),
+are the same token ids the HF engine feeds (:func:`harness.prompts.encode_items`),
 each request carries its expert in ``SamplingParams.extra_args``
 (:func:`harness.engines.rule_state.request_args`), and rows come from the same row
-builder (:func:`harness.generation.sample_row`). Generation stops at the tokenizer's
+builder (:func:`harness.rows.engine_row`). Generation stops at the tokenizer's
 EOS only (as HF ``generate`` with ``eos_token_id``), and the EOS is kept in the row.
 
 Process and threads, chosen deliberately:
@@ -39,8 +39,9 @@ from harness.errors import HarnessError
 from harness.experts.cache import ExpertCache
 from harness.experts.processor import ResolvedExpert
 from harness.experts.variants import Variant
-from harness.generation import encode_items, sample_row
+from harness.prompts import encode_items
 from harness.records import DecodingParams, PromptItem
+from harness.rows import engine_row
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ class VLLMEngine:
         rows = []
         for (e, variant), out in zip(index, outputs):
             toks = list(out.outputs[0].token_ids)
-            rows.append(sample_row(e, variant, toks, tokenizer=self.tokenizer, eos_id=self.eos_id,
+            rows.append(engine_row(e, variant, toks, tokenizer=self.tokenizer, eos_id=self.eos_id,
                                    model_name=self.model_name, seconds=seconds, batch_size=len(prompts),
                                    engine=self.engine_name, decoding=decoding))
         if on_batch:

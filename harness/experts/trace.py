@@ -2,7 +2,7 @@
 
 For every generated position ``t`` where ``argmax(base) != argmax(base + r)``, a
 :class:`FlipTrace` keeps the base model's top token, the chosen token, two margins and
-the rule that pushed hardest towards the flip. :class:`~harness.generation.Generator`
+the rule that pushed hardest towards the flip. :class:`~harness.engines.hf.HFEngine`
 turns it into the ``flip_*`` list columns of the ``samples`` table (``--trace``).
 
 * ``base_margin`` = base logit of the base top-1 minus base logit of the chosen token

@@ -107,9 +107,10 @@ def make_judge(args):
 def cmd_judge(args) -> int:
     from harness.judges.winrate import append_metrics, judge_pairs, metric_rows, pair_outputs, summary_line
     from harness.results.api import Results
+    from harness.run.lifecycle import extend_run
 
+    extend_run(args.store, args.run)  # the run exists: one line naming the store's runs otherwise
     results = Results(args.store)
-    results.check_run(args.run)
     if args.limit is not None and args.limit < 1:
         raise HarnessError(f"--limit {args.limit}: must be at least 1")
     if args.lc_iters < 0:
@@ -164,9 +165,10 @@ def cmd_similarity(args) -> int:
     from harness.judges.winrate import append_metrics
     from harness.metrics.similarity import HFEncoder, load_domain_rows, similarity_metric_rows, similarity_points
     from harness.results.api import Results
+    from harness.run.lifecycle import extend_run
 
+    extend_run(args.store, args.run)  # the run exists: one line naming the store's runs otherwise
     results = Results(args.store)
-    results.check_run(args.run)
     samples = [r for r in results.samples(run=args.run, task=args.task, variant=args.variant).to_pylist()
                if r.get("status") != "error"]
     if not samples:

@@ -28,8 +28,6 @@ from harness.errors import HarnessError
 from harness.judges.base import Judge
 from harness.results.api import Results
 from harness.results.compare import sample_sort_key
-from harness.store.schema import from_rows
-from harness.store.writer import Store
 
 REFERENCE_FIELDS = ("reference_output", "reference")
 JUDGE_METRICS = ("judge_win_rate", "judge_lc_win_rate")  # harness/metrics/names.py
@@ -215,25 +213,21 @@ def _judge_of(details: str | None) -> str | None:
 
 def append_metrics(store: str | Path, run: str, rows: list[dict], replace_metrics: Sequence[str] = JUDGE_METRICS,
                    key_fields: Sequence[str] = ("variant", "reference")) -> Path:
-    """Add ``rows`` to the run's metrics table and write it back atomically.
+    """Add ``rows`` to the run's metrics table (the run lifecycle's merge, under its metrics lock).
 
-    Existing rows of the same metric, variant, reference and ``details.judge`` are
-    replaced (re-judging does not duplicate). A lock file in ``STORE/metrics/`` keeps
-    two appenders of one store from losing each other's rows.
+    Stored rows of a metric in ``replace_metrics`` with the same ``key_fields`` and
+    ``details.judge`` as a new row are replaced as a group (re-judging does not duplicate,
+    and a smaller re-run leaves no stale rows); every other row merges by its metric key.
     """
-    root = Path(store)
-    (root / "metrics").mkdir(parents=True, exist_ok=True)
-    new_keys = {(r["metric"], *(r.get(k) for k in key_fields), _judge_of(r.get("details"))) for r in rows}
-    with Store(root).metrics_lock(run):  # the lock `harness run`'s metrics merge holds too
-        existing = Results(root).metrics(run=run) if (root / "metrics" / f"run_id={run}").is_dir() else None
-        kept = []
-        if existing is not None and existing.num_rows:
-            for r in existing.to_pylist():
-                k = (r["metric"], *(r.get(f) for f in key_fields), _judge_of(r.get("details")))
-                if not (r["metric"] in replace_metrics and k in new_keys):
-                    kept.append(r)
-        table = from_rows(kept + rows, "metrics")
-        return Store(root).write_metrics(run, table)
+    from harness.run.lifecycle import extend_run
+    from harness.store.writer import metric_key
+
+    def identity(r: dict) -> tuple:
+        if r["metric"] in replace_metrics:
+            return ("group", r["metric"], *(r.get(k) for k in key_fields), _judge_of(r.get("details")))
+        return metric_key(r)
+
+    return extend_run(store, run).merge_metrics(rows, identity=identity)
 
 
 def _pct_ci(r: dict) -> str:

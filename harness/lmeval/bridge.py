@@ -184,7 +184,7 @@ def evaluate_tasks(names: list[str], backend, plan) -> tuple[list[dict], list[di
     Args:
         names: lm-eval task, group or tag names, without the ``lm_eval:`` prefix.
         backend: the run's backend (``generate`` and ``score``; Ray pool or in-process).
-        plan: the runner's :class:`~harness.plan.Plan`; ``plan.cfg.limit`` limits
+        plan: the runner's :class:`~harness.run.plan.Plan`; ``plan.cfg.limit`` limits
             documents per task, ``plan.cfg.data`` may give ``ifeval=PATH``.
 
     Raises:

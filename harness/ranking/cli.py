@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.cli_util import add_verb
@@ -107,17 +105,13 @@ def format_results(results: list[dict]) -> str:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from harness.config import RunConfig
-    from harness.distributed.executor import open_backend
+    from harness.distributed.spec import BackendSpec
     from harness.experts.variants import parse_variants
     from harness.models import resolve
     from harness.ranking.core import rank
     from harness.ranking.data import load_pairs, truncate_responses
-    from harness.provenance import package_versions
-    from harness.plan import Plan
-    from harness.store import Store
+    from harness.run.lifecycle import RunIdentity, RunLifecycle
 
-    t0 = time.perf_counter()
     if args.k < 1:
         raise HarnessError(f"--k: must be at least 1, got {args.k}")
     if args.batch_size <= 0:
@@ -134,48 +128,33 @@ def cmd_rank(args: argparse.Namespace) -> int:
         pairs, cut = truncate_responses(pairs, AutoTokenizer.from_pretrained(str(model.path)), args.max_response_tokens)
     data_sha = hashlib.sha256(Path(args.data).read_bytes()).hexdigest()
     run_id = args.run_id or _run_id(args, model, data_sha, field_response)
-    cfg = RunConfig(model=args.model, variants=tuple(v.name for v in variants), batch_size=args.batch_size,
-                    store=args.store, address=args.address, replicas=str(args.replicas), num_cpus=args.num_cpus,
-                    threads=args.threads, no_ray=args.no_ray, prompt_format=args.prompt_format, dtype=args.dtype,
-                    device=args.device, source="harness rank")
-    plan = Plan(cfg, run_id, model, args.prompt_format or model.default_prompt_format, [], variants)
+    prompt_format = args.prompt_format or model.default_prompt_format
+    spec = BackendSpec(model_path=str(model.path), model_name=model.name, prompt_format=prompt_format,
+                       variants=tuple(variants), batch_size=args.batch_size, dtype=args.dtype, device=args.device,
+                       no_ray=args.no_ray, address=args.address, num_cpus=args.num_cpus, replicas=str(args.replicas),
+                       threads=args.threads)
     config = {"verb": "rank", "data": str(Path(args.data).resolve()), "data_sha256": data_sha,
               "field_instruction": args.field_instruction, "field_response": field_response, "limit": args.limit,
               "k": args.k, "seed": args.seed, "exclude_self": args.exclude_self,
               "max_response_tokens": args.max_response_tokens, "responses_truncated": cut,
-              "variants": [v.name for v in variants], "prompt_format": plan.prompt_format, "dtype": args.dtype,
+              "variants": [v.name for v in variants], "prompt_format": prompt_format, "dtype": args.dtype,
               "batch_size": args.batch_size, "model": args.model, "model_path": str(model.path)}
-    store = Store(args.store)
-    created = datetime.now(timezone.utc).isoformat()
-
-    def run_row(status: str, tables: dict, timings: dict) -> dict:
-        return {"created_at": created, "finished_at": None if status == "running" else datetime.now(timezone.utc).isoformat(),
-                "status": status, "model": model.name, "model_fingerprint": model.fingerprint, "tasks": [TASK],
-                "variants": [v.name for v in variants], "config_hash": run_id.rsplit("-", 1)[-1],
-                "config_json": json.dumps(config), "versions_json": json.dumps(package_versions()),
-                "expert_json": json.dumps(tables), "timings_json": json.dumps(timings), "num_samples": len(pairs)}
-
+    identity = RunIdentity(model=model.name, model_fingerprint=model.fingerprint, tasks=[TASK],
+                           variants=[v.name for v in variants], config_hash=run_id.rsplit("-", 1)[-1], config=config)
     results, rows = [], []
-    with open_backend(plan, progress=not args.quiet) as backend:
-        store.write_run(run_id, run_row("running", {}, {}))
-        try:
-            tables = backend.start()
-            for v in variants:
-                result = rank(backend, pairs, v, k=args.k, seed=args.seed, exclude_self=args.exclude_self)
-                results.append(result)
-                rows += _metric_rows(result, model.name, {k: config[k] for k in
-                                     ("data", "field_response", "k", "seed", "exclude_self", "max_response_tokens")})
-        except BaseException:
-            store.write_run(run_id, run_row("failed", {}, backend.timings))
-            raise
-        timings = dict(backend.timings, wall_seconds=time.perf_counter() - t0)
-    from harness.store.schema import from_rows
-
-    store.write_metrics(run_id, from_rows([r | {"run_id": run_id} for r in rows], "metrics"))
-    store.write_run(run_id, run_row("finished", tables, timings))
+    with RunLifecycle(args.store, run_id, identity) as life:
+        backend = life.start(spec, progress=not args.quiet)
+        for v in variants:
+            result = rank(backend, pairs, v, k=args.k, seed=args.seed, exclude_self=args.exclude_self)
+            results.append(result)
+            rows += _metric_rows(result, model.name, {k: config[k] for k in
+                                 ("data", "field_response", "k", "seed", "exclude_self", "max_response_tokens")})
+        life.merge_metrics([r | {"run_id": run_id} for r in rows])
+        life.finish(len(pairs))
+        wall = life.elapsed()
     print(f"response ranking: {len(pairs)} instructions x k={args.k} ({'no' if args.exclude_self else 'with'} "
           f"self-draws, seed {args.seed}) on {model.name}"
           + (f"; {cut} response{'s' if cut != 1 else ''} cut to {args.max_response_tokens} tokens" if cut else ""))
     print(format_results(results))
-    print(f"\nrun {run_id}: metrics in {args.store} ({timings['wall_seconds']:.1f} s)")
+    print(f"\nrun {run_id}: metrics in {args.store} ({wall:.1f} s)")
     return 0

@@ -219,7 +219,7 @@ def _flip_section(samples, out: Path) -> list[str]:
 
 def _sentinel_section(metrics) -> list[str]:
     """The invariance sentinel: a loud flag when re-generating a pair alone changed its tokens."""
-    from harness.sentinel import SENTINEL_METRIC, divergences
+    from harness.run.sentinel import SENTINEL_METRIC, divergences
 
     rows = [r for r in metrics.to_pylist() if r["metric"] == SENTINEL_METRIC]
     head = ["## Invariance sentinel (batching must not change tokens)", ""]

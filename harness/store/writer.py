@@ -139,15 +139,19 @@ class Store:
         (self.root / "metrics").mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.root / "metrics" / f".run_id={check_name(run_id, 'run id')}.lock"))
 
-    def merge_metrics(self, run_id: str, table: pa.Table) -> Path:
-        """Merge ``table`` into the run's metrics by :func:`metric_key`: a new row replaces the
-        stored row with the same key, every other stored row (judge verdicts, similarity points,
-        lm-eval scores) is kept."""
-        new = conform(table, "metrics")
+    def merge_metrics(self, run_id: str, table: pa.Table | list[dict], identity=None) -> Path:
+        """Merge ``table`` into the run's metrics: a new row replaces every stored row with its
+        identity, every other stored row (judge verdicts, similarity points, lm-eval scores) is kept.
+
+        ``identity``: ``row -> tuple``, default :func:`metric_key` (row by row); a coarser one
+        replaces a whole group (a judge's re-run replaces all its rows for a variant).
+        """
+        identity = identity or metric_key
+        new = conform(table if isinstance(table, pa.Table) else from_rows(table, "metrics"), "metrics")
         with self.metrics_lock(run_id):
-            keys = {metric_key(r) for r in new.to_pylist()}
+            keys = {identity(r) for r in new.to_pylist()}
             old = read_table(self.root, "metrics", run_id) if self.table_dir("metrics", run_id).is_dir() else None
-            kept = [r for r in old.to_pylist() if metric_key(r) not in keys] if old is not None else []
+            kept = [r for r in old.to_pylist() if identity(r) not in keys] if old is not None else []
             merged = pa.concat_tables([from_rows(kept, "metrics"), new]) if kept else new
             return self.write_metrics(run_id, merged)
 

@@ -4,7 +4,7 @@ Public API:
     - :func:`load_tasks` -- tasks by name from the built-in ``tasks/``, ``--tasks-dir``,
       ``HARNESS_TASKS_PATH`` and entry points (group ``harness.tasks``).
     - :func:`load_prompt_file` -- a ``--prompts FILE.jsonl`` as the task ``prompts``.
-    - :class:`Task`, :class:`TaskSpec`, :func:`register_task`, :func:`register_metric`,
+    - :class:`Task`, :class:`TaskSpec`, :func:`register_task`,
       :class:`Registry`.
 
 Example:
@@ -16,12 +16,11 @@ Example:
 """
 
 from harness.tasks.discovery import build_index, builtin_tasks_dir, load_tasks
-from harness.tasks.registry import METRICS, TASKS, Registry, register_metric, register_task
+from harness.tasks.registry import TASKS, Registry, register_task
 from harness.tasks.spec import TaskSpec
 from harness.tasks.task import Task, load_prompt_file
 
 __all__ = [
-    "METRICS",
     "TASKS",
     "Registry",
     "Task",
@@ -30,6 +29,5 @@ __all__ = [
     "builtin_tasks_dir",
     "load_prompt_file",
     "load_tasks",
-    "register_metric",
     "register_task",
 ]

@@ -35,7 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 T = TypeVar("T")
 
-MetricFn = Callable[[dict, str], "dict[str, float]"]
 """A per-sample scorer: ``(doc, output) -> {"metric_name": value, ...}``."""
 
 TaskFactory = Callable[..., "Task | TaskSpec"]
@@ -70,7 +69,6 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Any] = {}
         self._origins: dict[str, str] = {}
-        self._frozen = False
 
     @overload
     def register(self, name: str) -> Callable[[T], T]: ...
@@ -94,8 +92,6 @@ class Registry(Generic[T]):
         return obj
 
     def _add(self, name: str, obj: Any) -> None:
-        if self._frozen:
-            raise HarnessError(f"{self.kind} registry is frozen: cannot register '{name}' after startup")
         origin = _origin_of(obj)
         if name in self._entries:
             if self._entries[name] is obj or self._entries[name] == obj:
@@ -133,14 +129,6 @@ class Registry(Generic[T]):
         """Registered names, sorted."""
         return sorted(self._entries)
 
-    def freeze(self) -> None:
-        """Refuse further registrations (call once a run has started)."""
-        self._frozen = True
-
-    @property
-    def frozen(self) -> bool:
-        return self._frozen
-
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
@@ -151,7 +139,7 @@ class Registry(Generic[T]):
         return len(self._entries)
 
     def __repr__(self) -> str:
-        return f"Registry({self.kind!r}, {len(self)} entries{', frozen' if self._frozen else ''})"
+        return f"Registry({self.kind!r}, {len(self)} entries)"
 
 
 def _origin_of(obj: Any) -> str:
@@ -183,8 +171,6 @@ def _import_target(target: str, kind: str, name: str) -> Any:
 TASKS: Registry[TaskFactory] = Registry("task")
 """Python-registered tasks: name -> factory returning a ``Task`` or ``TaskSpec``."""
 
-METRICS: Registry[MetricFn] = Registry("metric")
-"""Per-sample metrics: name -> ``callable(doc: dict, output: str) -> dict[str, float]``."""
 
 
 def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
@@ -204,15 +190,3 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
     """
     return TASKS.register(name)
 
-
-def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
-    """Register a per-sample metric ``(doc, output) -> dict[str, float]`` as ``name``.
-
-    Example:
-        >>> @register_metric("doctest-length")
-        ... def length(doc, output):
-        ...     return {"length": float(len(output))}
-        >>> METRICS.get("doctest-length")({}, "abc")
-        {'length': 3.0}
-    """
-    return METRICS.register(name)

@@ -31,7 +31,7 @@ import traceback
 
 #: preloaded in the server before it forks: imports only (nothing here may start threads or a Ray
 #: cluster). ``transformers`` loads its classes lazily, so the ones a run uses are named too.
-PRELOAD = ("torch", "transformers", "harness.cli", "harness.runner", "harness.generation",
+PRELOAD = ("torch", "transformers", "harness.cli", "harness.run.runner", "harness.engines.hf",
            "harness.models", "harness.store", "harness.results", "harness.metrics.summary",
            "ray", "scipy.stats", "accelerate", "safetensors.torch", "tokenizers")
 TRANSFORMERS_CLASSES = ("AutoModelForCausalLM", "AutoTokenizer", "AutoConfig", "LlamaForCausalLM",

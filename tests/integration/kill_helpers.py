@@ -15,7 +15,7 @@ import signal
 import uuid
 
 # imported once by the fork server, so each forked child starts in well under a second
-WARM = ("harness.runner", "harness.generation", "harness.distributed.worker", "harness.distributed.executor",
+WARM = ("harness.run.runner", "harness.engines.hf", "harness.distributed.worker", "harness.distributed.executor",
         "harness.metrics.summary", "harness.metrics.task_metrics", "harness.models", "harness.tasks",
         "transformers.models.llama.modeling_llama", "transformers.models.llama.configuration_llama",
         "transformers.models.auto.tokenization_auto", "transformers.models.auto.modeling_auto",
@@ -26,14 +26,14 @@ for _name in WARM:
 
 
 def run_until_killed(flags: dict, kill_at: int, mid_write: bool, seed: int) -> None:
-    from harness import runner
-    from harness.config import RunConfig
+    from harness.run import runner
+    from harness.run.config import RunConfig
     from harness.store import Store
 
     original_make_shards = runner.make_shards
 
-    def shuffled(items, variants, per_shard):
-        shards = original_make_shards(items, variants, per_shard)
+    def shuffled(items, per_shard, first_id=0):
+        shards = original_make_shards(items, per_shard, first_id)
         random.Random(seed).shuffle(shards)  # out-of-order commits, as with several replicas
         return shards
 

@@ -30,8 +30,8 @@ def main(store: str, cpus: float) -> None:
     cluster.wait_for_nodes()
     reaper.tell(main.watchdog, cluster.head_node.get_session_dir_path())  # both nodes share it
 
-    from harness.config import RunConfig
-    from harness.runner import execute
+    from harness.run.config import RunConfig
+    from harness.run.runner import execute
     from harness.store import Store
 
     original = Store.write_samples

@@ -6,7 +6,7 @@ tokens spell ``assistant|>`` (or ``user|>``) and a newline is uniformly favoured
 tagger also favours ``<|``, a prompt token the diversity rule penalises until the window moves). Under
 ``anchor: last-tag`` the generated ``<|assistant|>\\n`` restarts ``t``, so the start rule
 fires again and the tag repeats; the generated ``<|user|>\\n`` moves the diversity window.
-Under ``anchor: prompt`` neither happens. ``Generator.generate`` (left-padded batch, KV
+Under ``anchor: prompt`` neither happens. ``HFEngine.generate`` (left-padded batch, KV
 cache, incremental anchors) must give the same greedy tokens as ``reference_generate``
 (batch 1, no cache, anchors re-found from scratch every step) for both anchorings.
 """
@@ -20,7 +20,7 @@ from harness.experts import parse_variants
 from harness.experts.reference import reference_generate
 from harness.experts.spec import expert_from_dict
 from harness.experts.variants import Variant
-from harness.generation import Generator
+from harness.engines.hf import HFEngine
 from harness.records import DecodingParams, PromptItem
 
 ITEMS = [PromptItem("t", "1", str(i), text) for i, text in enumerate(["What is a prime number?", "Hi"])]
@@ -50,7 +50,7 @@ VARIANTS += parse_variants(["rules", "rules:eos-uniform-diversity-fixed"])
 def run(tiny_model_dir):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    gen = Generator(tiny_model_dir, model_name="tiny", device="cpu")
+    gen = HFEngine(tiny_model_dir, model_name="tiny", device="cpu")
     encoded = {e["item"].sample_id: e for e in gen.encode(ITEMS)}
     rows = gen.generate(ITEMS, VARIANTS, DECODING, batch_size=2)
     yield gen, encoded, rows

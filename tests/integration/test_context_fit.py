@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from harness.config import RunConfig
-from harness.runner import execute
+from harness.run.config import RunConfig
+from harness.run.runner import execute
 from harness.store import read_table
 
 

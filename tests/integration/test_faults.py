@@ -9,10 +9,10 @@ import time
 import pytest
 
 from harness.cli import main
-from harness.config import RunConfig
+from harness.run.config import RunConfig
 from harness.errors import HarnessError
 from harness.distributed.cluster import plan_replicas
-from harness.runner import execute, resume
+from harness.run.runner import execute, resume
 from harness.store import Store, read_table
 
 FLAGS = {"model": "tiny-random-llama", "tasks": "instructions-mini", "limit": 6, "max_new_tokens": 6, "batch_size": 1}

@@ -3,7 +3,7 @@
 import pytest
 
 from harness.experts import parse_variants
-from harness.generation import Generator
+from harness.engines.hf import HFEngine
 from harness.records import DecodingParams, PromptItem
 
 INSTRUCTIONS = [
@@ -18,7 +18,7 @@ DECODING = DecodingParams(max_new_tokens=24)
 
 @pytest.fixture(scope="module")
 def generator(tiny_model_dir):
-    return Generator(tiny_model_dir, model_name="tiny-random-llama", device="cpu")
+    return HFEngine(tiny_model_dir, model_name="tiny-random-llama", device="cpu")
 
 
 def _outputs(rows):
@@ -35,7 +35,7 @@ def test_batched_equals_one_at_a_time(generator, variant):
 
 def test_cache_equals_no_cache_with_expert(tiny_model_dir, generator):
     variants = parse_variants(["rules"])
-    no_cache = Generator(tiny_model_dir, model_name="tiny", device="cpu", use_cache=False)
+    no_cache = HFEngine(tiny_model_dir, model_name="tiny", device="cpu", use_cache=False)
     assert _outputs(generator.generate(ITEMS, variants, DECODING, 4)) == _outputs(no_cache.generate(ITEMS, variants, DECODING, 4))
 
 
@@ -51,6 +51,6 @@ def test_expert_changes_outputs_and_rows_are_complete(generator):
 
 
 def test_combine_modes_give_identical_greedy_tokens(tiny_model_dir, generator):
-    other = Generator(tiny_model_dir, model_name="tiny", device="cpu", combine="logsoftmax-sum")
+    other = HFEngine(tiny_model_dir, model_name="tiny", device="cpu", combine="logsoftmax-sum")
     variants = parse_variants(["rules"])
     assert _outputs(generator.generate(ITEMS, variants, DECODING, 4)) == _outputs(other.generate(ITEMS, variants, DECODING, 4))

@@ -295,7 +295,7 @@ def test_kuberay_rayjob_manifest():
     argv = shlex.split(spec["entrypoint"])
     assert argv[:4] == ["python", "-m", "harness.cli", "run"]
     from harness.cli import build_parser
-    from harness.config import RunConfig
+    from harness.run.config import RunConfig
 
     args = build_parser().parse_args(argv[3:])
     RunConfig.from_sources(args.config, {k: v for k, v in vars(args).items() if k not in ("func", "config")})

@@ -218,7 +218,7 @@ def _harness_ifeval(rows: list[dict]) -> dict:
 
 def test_ifeval_bridge_equals_harness_ifeval_on_same_outputs(tiny_model_dir):
     pytest.importorskip("harness.metrics.ifeval")
-    from harness.config import RunConfig
+    from harness.run.config import RunConfig
     from harness.experts.variants import parse_variants
     from harness.lmeval import evaluate_tasks
     from harness.models import resolve

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import RunConfig
-from harness.runner import execute
+from harness.run.config import RunConfig
+from harness.run.runner import execute
 from harness.store import read_table
 
 SCRIPT = Path(__file__).with_name("multinode_run.py")

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from harness import sentinel
+from harness.run import sentinel
 from harness.cli import build_parser, main
-from harness.config import RunConfig
-from harness.runner import prepare
+from harness.run.config import RunConfig
+from harness.run.runner import prepare
 from harness.store import read_table
 from tests.conftest import REPO
 
@@ -138,10 +138,10 @@ def test_every_cited_config_path_exists():
 
 
 def test_tulu_ab_format_anchors_the_expert_at_the_instruction(tmp_path, tiny_model_dir):
-    from harness.generation import Generator
+    from harness.engines.hf import HFEngine
     from harness.records import PromptItem
 
-    gen = Generator(tiny_model_dir, prompt_format="tulu-ab")
+    gen = HFEngine(tiny_model_dir, prompt_format="tulu-ab")
     (enc,) = gen.encode([PromptItem("t", "1", "0", "Name a fruit.")])
     assert enc["text"] == "<|A|>\nName a fruit.\n<|B|>\n"
     assert "<|A|>" in gen.tokenizer.decode(enc["ids"][:enc["user_start"]])

@@ -40,7 +40,7 @@ class CountingBackend:
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir):
-    from harness.config import RunConfig
+    from harness.run.config import RunConfig
     from harness.distributed.executor import open_backend
     from harness.models import resolve
 

@@ -1,7 +1,7 @@
-"""The fast path (batched, cached ``Generator``) equals the paper's slow formulation.
+"""The fast path (batched, cached ``HFEngine``) equals the paper's slow formulation.
 
 For every Table-4 ablation plus ``-start``, ``-table8``, ``-prose`` and a multiplicative
-diversity expert, greedy tokens from ``Generator.generate`` (left-padded batches, KV
+diversity expert, greedy tokens from ``HFEngine.generate`` (left-padded batches, KV
 cache, incremental rule state, ``logit-add``) must equal ``reference_generate`` (batch
 1, no cache, full forward each step, rules rebuilt from the token list,
 ``log_softmax(base) + log_softmax(r)``). Run on tiny-random-llama as built (near-flat
@@ -19,7 +19,7 @@ from harness.experts.processor import ResolvedExpert
 from harness.experts.reference import paper_user_start, reference_generate, reference_rule_scores, reference_start_vector
 from harness.experts.spec import DiversityRule, paper_expert
 from harness.experts.variants import ABLATIONS, Variant
-from harness.generation import Generator
+from harness.engines.hf import HFEngine
 from harness.records import DecodingParams, PromptItem
 
 INSTRUCTIONS = [
@@ -46,8 +46,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def generators(tiny_model_dir):
-    plain = Generator(tiny_model_dir, model_name="tiny", device="cpu", trace=True)
-    sharp = Generator(tiny_model_dir, model_name="tiny-sharp", device="cpu", trace=True)
+    plain = HFEngine(tiny_model_dir, model_name="tiny", device="cpu", trace=True)
+    sharp = HFEngine(tiny_model_dir, model_name="tiny-sharp", device="cpu", trace=True)
     with torch.no_grad():
         sharp.model.model.norm.weight.mul_(3.0)
     return {"plain": plain, "sharp": sharp}

@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.config import RunConfig
+from harness.run.config import RunConfig
 from harness.distributed.pool import ReplicaPool
 from harness.distributed.reaper import marked_pids
-from harness.plan import prepare
-from harness.runner import execute
+from harness.run.plan import prepare
+from harness.run.runner import execute
 from harness.store import Store, read_table
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -5,14 +5,14 @@ import math
 import pytest
 
 from harness.experts import parse_variants
-from harness.generation import Generator
+from harness.engines.hf import HFEngine
 from harness.records import DecodingParams, PromptItem
-from harness.scoring import score_pairs
+from harness.engines.scoring import score_pairs
 
 
 @pytest.fixture(scope="module")
 def gen(tiny_model_dir):
-    return Generator(tiny_model_dir, model_name="tiny", device="cpu")
+    return HFEngine(tiny_model_dir, model_name="tiny", device="cpu")
 
 
 @pytest.mark.parametrize("variant", ["none", "rules", "rules:eos-diversity"])

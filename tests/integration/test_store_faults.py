@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from harness.config import RunConfig
+from harness.run.config import RunConfig
 from harness.errors import HarnessError
-from harness.runner import execute
+from harness.run.runner import execute
 from harness.store import Store, read_table
 from harness.store.lock import RunLock
 
@@ -106,7 +106,7 @@ def test_rerun_and_resume_keep_judge_similarity_and_lm_eval_rows(tiny_model_dir,
     append_metrics(tmp_path, "r", derived, replace_metrics=("judge_win_rate", "similarity_xy", "acc"))
     execute(RunConfig.from_sources(None, flags), progress=False)  # the same config again
     execute(RunConfig.from_sources(None, flags | {"limit": 3}), progress=False)  # grows the run: summary rows change
-    from harness.runner import resume
+    from harness.run.runner import resume
 
     resume("r", tmp_path, progress=False, no_ray=True)
     after = read_table(tmp_path, "metrics", "r").to_pylist()

@@ -1,7 +1,7 @@
 """Slow: on gemma-3-270m the fast path (batched, cached) equals the paper's formulation.
 
 Four Tulu prompts x 32 greedy tokens, for ``none``, ``rules``, ``rules:eos-uniform`` and
-``rules:eos-uniform-diversity-start``: ``Generator.generate`` (batch 4, left padding, KV
+``rules:eos-uniform-diversity-start``: ``HFEngine.generate`` (batch 4, left padding, KV
 cache, ``logit-add``, fp32) must give the same tokens as ``reference_generate`` (batch 1,
 no cache, full forward each step, ``log_softmax(base) + log_softmax(r)``). The result is
 recorded in docs/expert.md. Uses ``$HARNESS_TEST_HOME`` or the default harness home, so
@@ -19,7 +19,7 @@ import pytest
 
 from harness.experts import parse_variants
 from harness.experts.reference import paper_user_start, reference_generate
-from harness.generation import Generator
+from harness.engines.hf import HFEngine
 from harness.models import harness_home, pull
 from harness.records import DecodingParams, PromptItem
 
@@ -38,7 +38,7 @@ DECODING = DecodingParams(max_new_tokens=32)
 @pytest.fixture(scope="module")
 def generator():
     path = pull("gemma-3-270m", home=harness_home(os.environ.get("HARNESS_TEST_HOME") or None))
-    return Generator(path, model_name="gemma-3-270m", device="cpu", trace=True)
+    return HFEngine(path, model_name="gemma-3-270m", device="cpu", trace=True)
 
 
 def test_gemma_fast_path_equals_reference(generator):

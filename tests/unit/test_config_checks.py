@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from harness.config import RunConfig, check_address_syntax, check_reachable
+from harness.run.config import RunConfig, check_address_syntax, check_reachable
 from harness.errors import HarnessError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.context import context_length, fit_prompts
+from harness.run.context import context_length, fit_prompts
 from harness.errors import HarnessError
 from harness.prompts import render
 from harness.records import PromptItem

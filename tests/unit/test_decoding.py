@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.config import RunConfig
+from harness.run.config import RunConfig
 from harness.decoding import apply_until, resolve_decoding
 from harness.errors import HarnessError
 from harness.experts.variants import parse_variant, parse_variants

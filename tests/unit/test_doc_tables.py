@@ -8,7 +8,7 @@ import re
 import pytest
 import yaml
 
-from harness.config import RunConfig
+from harness.run.config import RunConfig
 from harness.doc_tables import REPO, run_config_table, stale_sections
 from harness.metrics.names import METRIC_NAMES, all_names, is_known
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.config import RunConfig
+from harness.run.config import RunConfig
 from harness.errors import HarnessError
 from harness.yaml_io import coerce, typed_fields
 

@@ -55,7 +55,7 @@ def test_head_size_reads_text_config(tmp_path):
 
 
 def test_run_config_refuses_unknown_engine():
-    from harness.config import RunConfig
+    from harness.run.config import RunConfig
 
     with pytest.raises(HarnessError, match="engine: 'tgi' is not hf, vllm or auto"):
         RunConfig.from_sources(None, {"tasks": "instructions-mini", "engine": "tgi"})

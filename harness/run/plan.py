@@ -1,15 +1,15 @@
 """A run's plan: every input validated and resolved, each (prompt, variant) pair keyed; nothing written.
 
-:func:`prepare` turns a :class:`~harness.config.RunConfig` into a :class:`Plan` (tasks and
+:func:`prepare` turns a :class:`~harness.run.config.RunConfig` into a :class:`Plan` (tasks and
 prompts loaded, task fields checked, model resolved, engine chosen, every prompt checked
 against the model's context, content keys computed) or raises one
 :class:`~harness.errors.HarnessError` line; :func:`generation_groups` and :func:`make_shards`
-cut the work that :mod:`harness.runner` then hands to the replicas.
+cut the work that :mod:`harness.run.runner` then hands to the replicas.
 
 Example:
     >>> from harness.records import PromptItem
-    >>> [s.shard_id for s in make_shards([PromptItem("t", "1", str(i), "x" * i) for i in range(5)], [], 2)]
-    [0, 1, 2]
+    >>> [s.shard_id for s in make_shards([PromptItem("t", "1", str(i), "x" * i) for i in range(5)], 2, first_id=3)]
+    [3, 4, 5]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import RunConfig
+from harness.run.config import RunConfig
 from harness.decoding import resolve_decoding
 from harness.errors import HarnessError
 from harness.experts.variants import Variant, load_user_experts, parse_variants
@@ -147,7 +147,7 @@ def _duplicate(first: tuple[str, str, str], second: tuple[str, str, str]) -> Har
 
 def _check_resources(cfg: RunConfig) -> None:
     """What the flags ask of this machine or cluster, checked up front (one line, nothing written)."""
-    from harness.config import check_reachable
+    from harness.run.config import check_reachable
 
     local = cfg.no_ray or not (cfg.address or os.environ.get("RAY_ADDRESS"))  # this machine's devices are the run's
     if cfg.device == "cuda" and local:
@@ -165,12 +165,12 @@ def _check_model_inputs(plan: Plan) -> tuple[list[PromptItem], dict[tuple[str, s
 
     Every expert's token strings resolve (:class:`~harness.experts.processor.ResolvedExpert`);
     prompt tokens + the largest cap any variant runs a task with fit the model's context
-    (:mod:`harness.context`), or are cut from the left on opt-in. Returns the (possibly
+    (:mod:`harness.run.context`), or are cut from the left on opt-in. Returns the (possibly
     truncated) items and the tokens dropped.
     """
     from transformers import AutoConfig, AutoTokenizer
 
-    from harness.context import context_length, fit_prompts
+    from harness.run.context import context_length, fit_prompts
     from harness.experts.processor import ResolvedExpert
 
     cfg, model, items, variants = plan.cfg, plan.model, plan.items, plan.variants
@@ -199,7 +199,7 @@ def _check_model_inputs(plan: Plan) -> tuple[list[PromptItem], dict[tuple[str, s
 
 def describe_plan(plan: Plan) -> str:
     """What ``harness run --dry-run`` prints: run id, model, format, pairs and each variant's decoding."""
-    from harness.sentinel import choose
+    from harness.run.sentinel import choose
 
     lines = [f"run id:        {plan.run_id}", f"model:         {plan.model.name} ({plan.model.path})",
              f"prompt format: {plan.prompt_format}",
@@ -241,11 +241,10 @@ def generation_groups(plan: Plan, items: list[PromptItem]) -> list[tuple[Decodin
     return [(d, list(vs), its) for (d, vs), its in groups.items()]
 
 
-def make_shards(items: list[PromptItem], variants: list[Variant], prompts_per_shard: int) -> list[Shard]:
-    """Longest prompts first; all variants of a prompt in one shard (paired batches)."""
+def make_shards(items: list[PromptItem], prompts_per_shard: int, first_id: int = 0) -> list[Shard]:
+    """Longest prompts first, numbered from ``first_id``; every variant of a prompt runs in its shard (paired batches)."""
     ordered = sorted(items, key=lambda i: -len(i.instruction))
-    names = tuple(v.name for v in variants)
-    return [Shard(n, tuple(ordered[lo: lo + prompts_per_shard]), names)
+    return [Shard(first_id + n, tuple(ordered[lo: lo + prompts_per_shard]))
             for n, lo in enumerate(range(0, len(ordered), prompts_per_shard))]
 
 

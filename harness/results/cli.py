@@ -1,4 +1,4 @@
-"""CLI verbs over a results store: ``runs list``, ``compare``, ``export``, ``report``.
+"""CLI verbs over a results store: ``query``, ``runs list``, ``compare``, ``export``, ``report``.
 
 Each verb opens the store with :func:`harness.results.open`; an unknown store, run,
 variant or metric raises :class:`~harness.errors.HarnessError` (one line, exit code 2).
@@ -143,8 +143,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    from harness.store import format_table, run_query
+
+    print(format_table(run_query(args.store, args.sql, allow_writes=args.allow_writes), args.format))
+    return 0
+
+
 def register(subparsers) -> None:
-    """Add ``runs``, ``compare``, ``export`` and ``report`` to the ``harness`` command."""
+    """Add ``query``, ``runs``, ``compare``, ``export`` and ``report`` to the ``harness`` command."""
+    q = add_verb(subparsers, "query", "run DuckDB SQL over the tables samples, metrics, runs", cmd_query,
+                 epilog="examples:\n  harness query \"select variant, avg(num_output_tokens) from samples group by variant\"\n"
+                        "  harness query --format csv \"select * from metrics where metric = 'eos_rate'\"")
+    q.add_argument("sql")
+    q.add_argument("--store", default="results", help="results directory (default ./results)")
+    q.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    q.add_argument("--allow-writes", dest="allow_writes", action="store_true",
+                   help="run any SQL (COPY, ATTACH, SET, several statements); default: one read-only SELECT-like "
+                        "statement over the views, no file access")
     runs = add_verb(subparsers, "runs", "list the runs in a results store", cmd_runs_list,
                     description="List the runs in a results store: id, created, status, model, tasks, variants, "
                                 "committed sample rows.", epilog=RUNS_EPILOG)

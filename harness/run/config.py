@@ -98,8 +98,8 @@ class RunConfig:
     seed: int = 0
     run_id: str | None = None
     trace: bool = False
-    truncate_prompts: bool = False  # --truncate-prompts: cut over-long prompts from the left (harness.context)
-    sentinel: float = 0.02  # share of (prompt, variant) pairs re-generated alone (harness.sentinel); 0 disables
+    truncate_prompts: bool = False  # --truncate-prompts: cut over-long prompts from the left (harness.run.context)
+    sentinel: float = 0.02  # share of (prompt, variant) pairs re-generated alone (harness.run.sentinel); 0 disables
     engine: str = "auto"  # --engine hf|vllm|auto (harness.engines.choose_engine)
     source: str = "<flags>"
 
