@@ -12,9 +12,10 @@ Example:
 """
 
 from harness.models.builtin import BUILTINS, BuiltinModel
+from harness.models.deepspeed_source import sweep_specs
 from harness.models.home import harness_home
 from harness.models.pull import pull
 from harness.models.local_dir import ResolvedModel
 from harness.models.resolve import register_prefix, resolve
 
-__all__ = ["BUILTINS", "BuiltinModel", "ResolvedModel", "harness_home", "pull", "register_prefix", "resolve"]
+__all__ = ["BUILTINS", "BuiltinModel", "ResolvedModel", "harness_home", "pull", "register_prefix", "resolve", "sweep_specs"]

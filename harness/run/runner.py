@@ -75,9 +75,9 @@ def row_finisher(plan: Plan) -> RowFinisher:
 
 def execute(cfg: RunConfig, *, progress: bool = True) -> RunResult:
     """Run (or continue) a configured evaluation and return where its rows went."""
-    from harness.models.deepspeed_source import sweep_specs
+    from harness.models import sweep_specs
 
-    if (sweep := sweep_specs(cfg.model)) is not None:  # deepspeed:PATH@all: one run per checkpoint tag
+    if (sweep := sweep_specs(cfg.model)) is not None:  # a model spec naming several checkpoints: one run each
         return _execute_sweep(cfg, sweep, progress)
     plan = prepare(cfg)
     if plan.engine_note:  # stdout: stderr is kept for the one-line errors

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -40,14 +39,12 @@ class CountingBackend:
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir):
-    from harness.run.config import RunConfig
     from harness.distributed.executor import open_backend
-    from harness.models import resolve
+    from harness.distributed.spec import BackendSpec
 
-    cfg = RunConfig(model="tiny-random-llama", variants=("none", "rules"), batch_size=4, no_ray=True, device="cpu")
-    plan = SimpleNamespace(cfg=cfg, model=resolve("tiny-random-llama"), prompt_format="tulu", items=[],
-                           variants=[NONE, parse_variant("rules")], run_id="test")
-    with open_backend(plan, progress=False) as b:
+    spec = BackendSpec(model_path=str(tiny_model_dir), model_name="tiny-random-llama", prompt_format="tulu",
+                       variants=(NONE, parse_variant("rules")), batch_size=4, no_ray=True, device="cpu")
+    with open_backend(spec, progress=False) as b:
         yield b
 
 
@@ -139,6 +136,32 @@ def test_rank_cli_writes_metrics_and_run(tmp_path, tiny_model_dir, capsys):
     runs = read_table(tmp_path / "s", "runs").to_pylist()
     assert len(runs) == 1 and runs[0]["status"] == "finished" and runs[0]["num_samples"] == len(PAIRS)
     assert json.loads(runs[0]["expert_json"])["rules"]  # the rules variant's token table is recorded
+
+
+def test_rank_runs_through_the_run_lifecycle(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    """rank holds the run's writer lock and marks a run that breaks mid-way failed, like harness run."""
+    from harness.ranking import cli as rank_cli
+    from harness.store import RunLock
+
+    data = _pairs_file(tmp_path)
+    argv = ["rank", "--model", "tiny-random-llama", "--data", str(data), "--k", "2", "--variants", "none",
+            "--batch-size", "4", "-q", "--no-ray", "--run-id", "rk", "--store", str(tmp_path / "s")]
+    with RunLock(tmp_path / "s", "rk"):
+        assert main(argv) == 2
+    assert "run 'rk' is being written by pid" in capsys.readouterr().err
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("scoring broke")
+
+    monkeypatch.setattr("harness.ranking.core.rank", broken)
+    with pytest.raises(RuntimeError, match="scoring broke"):
+        main(argv)
+    runs = read_table(tmp_path / "s", "runs").to_pylist()
+    assert [r["status"] for r in runs] == ["failed"]
+    monkeypatch.undo()
+    assert main(argv) == 0  # the lock was released; the same run id finishes
+    assert [r["status"] for r in read_table(tmp_path / "s", "runs").to_pylist()] == ["finished"]
+    assert rank_cli.TASK in {r["task"] for r in read_table(tmp_path / "s", "metrics").to_pylist()}
 
 
 def test_rank_cli_through_ray_equals_in_process(tmp_path, ray_cluster, tiny_model_dir, capsys):
