@@ -98,7 +98,7 @@ def _sample_rows(out: dict, lm: HarnessLM, names: dict[str, tuple[str, bool]]) -
                 g = gen[0]
                 row = {k: g.get(k) for k in ("instruction", "prompt", "output", "output_token_ids", "num_prompt_tokens",
                                              "num_output_tokens", "finish_reason", "status", "error", "batch_size",
-                                             "gen_seconds", "replica")}
+                                             "gen_seconds", "replica", "engine", "max_new_tokens", "decoding_json")}
             elif recs:
                 row = _scored_row(lm, recs)
             else:

@@ -110,3 +110,43 @@ def test_vllm_tokens_equal_the_reference_path(engine, hf):
             ref = reference_generate(hf.model, hf.tokenizer, expert, e["ids"], e["user_start"],
                                      max_new_tokens=DECODING.max_new_tokens)
             assert got[(variant.name, sid)]["output_token_ids"] == ref, (variant.name, sid)
+
+
+class _EngineBackend:
+    """The two calls the lm-eval bridge makes of a backend, served by one in-process engine."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def generate(self, items, variants, decoding):
+        return self.engine.generate(list(items), list(variants), decoding, 8)
+
+    def score(self, pairs, variant, add_eos=False):
+        from harness.engines.scoring import score_pairs
+
+        return score_pairs(self.engine.scorer(), pairs, variant, add_eos=add_eos)
+
+
+def test_lm_eval_generate_until_through_vllm_equals_hf(engine, hf, vtiny):
+    """lm-eval's IFEval (generate_until) on the vLLM engine: the same rows and scores as on HF, rules included."""
+    pytest.importorskip("lm_eval")
+    from types import SimpleNamespace
+
+    from harness.lmeval import evaluate_tasks
+    from harness.models import resolve
+    from harness.run.config import RunConfig
+
+    sample = Path(__file__).parents[2] / "tasks" / "data" / "ifeval_sample.jsonl"
+    cfg = RunConfig.from_sources(None, {"model": str(vtiny), "tasks": "lm_eval:ifeval", "data": f"ifeval={sample}",
+                                        "limit": 4, "max_new_tokens": 24})
+    plan = SimpleNamespace(cfg=cfg, model=resolve(str(vtiny)), prompt_format="tulu",
+                           variants=parse_variants(["none", "rules"]))
+    got = {name: evaluate_tasks(["ifeval"], _EngineBackend(e), plan) for name, e in (("vllm", engine), ("hf", hf))}
+    (v_rows, v_metrics), (h_rows, h_metrics) = got["vllm"], got["hf"]
+    assert len(v_rows) == len(h_rows) == 8 and {r["variant"] for r in v_rows} == {"none", "rules"}
+    key = lambda r: (r["variant"], r["sample_id"])  # noqa: E731
+    assert {key(r): r["output_token_ids"] for r in v_rows} == {key(r): r["output_token_ids"] for r in h_rows}
+    assert all(r["num_output_tokens"] <= 24 and r["engine"] == "vllm" for r in v_rows)
+    assert all(r["engine"] == "hf" and r["max_new_tokens"] == 24 for r in h_rows)
+    score = lambda ms: {(m["variant"], m["metric"], m.get("sample_id")): m["value"] for m in ms}  # noqa: E731
+    assert score(v_metrics) == score(h_metrics)
