@@ -84,11 +84,17 @@ class Results:
         Runs with sample files but no ``runs`` row yet (a run still writing its first
         shards) appear with NULL provenance. Ordered by ``created_at`` then ``run_id``.
         An unreadable file is skipped with a warning naming it (other runs still list).
+        A ``running`` run whose writer is gone (killed, machine restarted) is listed as
+        ``interrupted``: ``harness resume RUN_ID`` continues it.
         """
+        from harness.store.lock import RunLock
+
         stored = {r["run_id"]: r for r in read_table(self.root, "runs").to_pylist()}
         rows = []
         for rid in self.run_ids():
             row = stored.get(rid) or {"run_id": rid}
+            if row.get("status") == "running" and RunLock(self.root, rid).writer_gone():
+                row["status"] = "interrupted"
             shards = sorted((self.root / "samples" / f"run_id={rid}").glob("*.parquet"))
             row["n_samples"] = sum(count_rows(p) for p in shards if not p.name.startswith("."))
             rows.append(row)

@@ -65,6 +65,15 @@ class RunLock:
         except (OSError, ValueError):
             return None
 
+    def writer_gone(self) -> bool:
+        """True when the recorded writer is known to be dead: no holder recorded (a writer that
+        finished removes its record, one that was killed leaves it), or a holder on this host
+        whose pid is gone. A holder on another host counts as alive. Reads only; takes no lock."""
+        h = self.holder()
+        if h is None:
+            return True
+        return h.get("host") == socket.gethostname() and not pid_alive(int(h.get("pid", -1)))
+
     def acquire(self) -> RunLock:
         """Take the lock or raise :class:`HarnessError` naming the live holder."""
         self.dir.mkdir(parents=True, exist_ok=True)
