@@ -121,3 +121,12 @@ def test_modules_stay_small():
     big = {str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py")
            if (n := len(p.read_text("utf-8").splitlines())) > MAX_LINES}
     assert big == {}, f"split these modules (over {MAX_LINES} lines): {big}"
+
+
+def test_every_room_is_a_package_that_says_its_job():
+    """A folder of modules without ``__init__.py`` is a namespace package: a wheel leaves it out."""
+    for folder in sorted({p.parent for p in PACKAGE.rglob("*.py")}):
+        init = folder / "__init__.py"
+        assert init.exists(), f"{folder.relative_to(ROOT)}: no __init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text("utf-8")))
+        assert doc and len(doc.split()) >= 5, f"{init.relative_to(ROOT)}: no opening docstring naming the room's job"
