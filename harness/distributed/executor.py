@@ -82,8 +82,11 @@ class Backend:
         totals = ray.cluster_resources()
         if cfg.device == "cuda" and totals.get("GPU", 0) < 1:
             raise HarnessError("--device cuda: the Ray cluster has no GPUs")
-        self.gpus = 1.0 if cfg.device in ("auto", "cuda") and totals.get("GPU", 0) >= 1 else 0.0
-        if cfg.tp > 1:  # --tp: each replica is a gang of cfg.tp DeepSpeed AutoTP ranks (tensor_parallel.py)
+        self.gpus = gpus_per_replica(cfg, totals)
+        if cfg.tp > 1 and cfg.engine == "vllm" and not self.gpus:
+            raise HarnessError(f"--tp {cfg.tp} --engine vllm: vLLM tensor parallelism needs GPUs and the Ray cluster has "
+                               "none; on CPU --tp runs DeepSpeed AutoTP gangs (--engine hf)")
+        if cfg.tp > 1 and cfg.engine != "vllm":  # --tp on HF: a gang of cfg.tp DeepSpeed AutoTP ranks (tensor_parallel.py)
             from harness.distributed.tensor_parallel import TPReplicaFactory
 
             self._make_worker = TPReplicaFactory(cfg, totals, self.gpus, cfg.model_path, cfg.worker_kwargs)
@@ -111,7 +114,7 @@ class Backend:
         """Would ``n`` plain replicas fit on the cluster's live nodes now (a node may be gone)?"""
         import ray
 
-        if self.cfg.tp > 1:
+        if self.cfg.tp > 1 and self.cfg.engine != "vllm":
             return True  # gangs: the pool's start timeout is the backstop
         totals = ray.cluster_resources()
         return n * 1.0 <= totals.get("CPU", 0) and n * self.gpus <= totals.get("GPU", 0)
@@ -195,6 +198,20 @@ class Backend:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def gpus_per_replica(spec: BackendSpec, totals: dict) -> float:
+    """GPUs in each replica's bundle: 0 on CPU, 1, or ``--tp`` for a vLLM replica that shards the model
+    over its own GPUs (vLLM's multiprocessing executor inside the actor; docs/engines.md).
+
+    >>> from harness.distributed.spec import BackendSpec
+    >>> s = BackendSpec("m", "m", "tulu", engine="vllm", tp=2)
+    >>> gpus_per_replica(s, {"GPU": 4.0}), gpus_per_replica(s, {}), gpus_per_replica(BackendSpec("m", "m", "tulu", tp=2), {"GPU": 4.0})
+    (2.0, 0.0, 1.0)
+    """
+    if spec.device not in ("auto", "cuda") or totals.get("GPU", 0) < 1:
+        return 0.0
+    return float(spec.tp) if spec.engine == "vllm" and spec.tp > 1 else 1.0
 
 
 def cpu_slice(replica: int, threads: int, cores: int) -> str | None:

@@ -66,5 +66,8 @@ class BackendSpec:
 
     def worker_kwargs(self, threads: int | None, device: str) -> dict:
         """Keyword arguments of :class:`~harness.distributed.worker.ModelWorker` (and the TP ranks)."""
-        return dict(model_name=self.model_name, prompt_format=self.prompt_format, dtype=self.dtype, device=device,
-                    combine=self.combine, threads=threads, trace=self.trace, engine=self.engine)
+        kwargs = dict(model_name=self.model_name, prompt_format=self.prompt_format, dtype=self.dtype, device=device,
+                      combine=self.combine, threads=threads, trace=self.trace, engine=self.engine)
+        if self.engine == "vllm" and self.tp > 1:
+            kwargs["tp"] = self.tp  # vLLM shards the model over the replica's own GPUs
+        return kwargs

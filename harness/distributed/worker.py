@@ -60,7 +60,7 @@ class ModelWorker:
 
     def __init__(self, model_path: str, *, model_name: str, prompt_format: str = "tulu", dtype: str = "float32",
                  device: str = "auto", combine: str = "logit-add", threads: int | None = None, trace: bool = False,
-                 engine: str = "hf", cpu_ids: str | None = None):
+                 engine: str = "hf", cpu_ids: str | None = None, tp: int = 1):
         import torch
 
         fault_point("loading")
@@ -71,7 +71,7 @@ class ModelWorker:
         try:
             self.generator = make_engine(engine, model_path, model_name=model_name, prompt_format=prompt_format,
                                          dtype=dtype, device=device, combine=combine, trace=trace, threads=threads,
-                                         cpu_ids=cpu_ids)
+                                         cpu_ids=cpu_ids, **({"tensor_parallel_size": tp} if tp > 1 else {}))
         except Exception as exc:  # noqa: BLE001 - one line for the driver; the pool does not retry it
             first = (str(exc).strip().splitlines() or [""])[0]
             raise ModelLoadError(f"model {model_name}: {LOAD_FAILED}{type(exc).__name__}: {first}") from None

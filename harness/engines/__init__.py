@@ -121,8 +121,8 @@ def choose_engine(requested: str, model_path: str | Path, *, trace: bool = False
     blocker = None
     if trace:
         blocker = "--trace (flip attribution) is recorded by the HF engine only"
-    elif tp > 1:
-        blocker = "--tp runs DeepSpeed AutoTP gangs, an HF engine"
+    elif tp > 1 and not (device == "cuda" or (device == "auto" and _cuda())):
+        blocker = f"--tp {tp}: vLLM tensor parallelism needs GPUs; on CPU --tp runs DeepSpeed AutoTP gangs, an HF engine"
     else:
         blocker = vllm_unsupported_reason(model_path, device)
     if blocker is None:
@@ -140,5 +140,5 @@ def make_engine(name: str, model_path: str, **kwargs) -> Engine:
         return VLLMEngine(model_path, **kwargs)
     from harness.engines.hf import HFEngine
 
-    kwargs.pop("threads", None), kwargs.pop("cpu_ids", None)
+    kwargs.pop("threads", None), kwargs.pop("cpu_ids", None), kwargs.pop("tensor_parallel_size", None)
     return HFEngine(model_path, **kwargs)

@@ -93,6 +93,9 @@ class VLLMEngine:
         cpu_ids: cores to bind, ``VLLM_CPU_OMP_THREADS_BIND`` syntax (``"0"``, ``"0-1"``).
         enforce_eager: skip torch.compile (faster start, see docs/engines.md).
         max_model_len: context cap (default: the model's).
+        tensor_parallel_size: GPUs to shard the model over (``--tp``), with vLLM's multiprocessing
+            executor: the Ray actor already holds those GPUs in its bundle, so vLLM's own Ray
+            executor would have to reserve them a second time.
         trace: refused (flip attribution is HF-only).
     """
 
@@ -101,7 +104,7 @@ class VLLMEngine:
     def __init__(self, model_path: str | Path, *, model_name: str | None = None, prompt_format: str = "tulu",
                  dtype: str = "float32", device: str = "auto", combine: str = "logit-add", threads: int | None = None,
                  cpu_ids: str | None = None, enforce_eager: bool = True, max_model_len: int | None = None,
-                 trace: bool = False, seed: int = 0):
+                 trace: bool = False, seed: int = 0, tensor_parallel_size: int = 1):
         if trace:
             raise HarnessError("--trace: flip attribution is recorded by the HF engine only (use --engine hf)")
         configure_process(threads, cpu_ids)
@@ -119,8 +122,10 @@ class VLLMEngine:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.eos_id = self.tokenizer.eos_token_id
         start = time.perf_counter()
+        parallel = {"tensor_parallel_size": tensor_parallel_size, "distributed_executor_backend": "mp"} \
+            if tensor_parallel_size > 1 else {}
         self.llm = LLM(self.model_path, dtype=dtype, seed=seed, enforce_eager=enforce_eager,
-                       max_model_len=max_model_len, logits_processors=[RuleExpertLogitsProcessor])
+                       max_model_len=max_model_len, logits_processors=[RuleExpertLogitsProcessor], **parallel)
         self.start_seconds = time.perf_counter() - start
         self.vocab_size = self.llm.llm_engine.model_config.get_vocab_size()
         self.experts = ExpertCache(self.tokenizer, self.vocab_size, self.eos_id)

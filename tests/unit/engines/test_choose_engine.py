@@ -59,3 +59,39 @@ def test_run_config_refuses_unknown_engine():
 
     with pytest.raises(HarnessError, match="engine: 'tgi' is not hf, vllm or auto"):
         RunConfig.from_sources(None, {"tasks": "instructions-mini", "engine": "tgi"})
+
+
+def test_tp_on_gpus_is_vllm_tensor_parallel_and_on_cpu_the_hf_gang(tmp_path):
+    path = _model(tmp_path, head_dim=64)
+    assert choose_engine("auto", path, tp=2, device="cuda").name == "vllm"
+    cpu = choose_engine("auto", path, tp=2, device="cpu")
+    assert cpu.name == "hf" and "needs GPUs" in cpu.reason and "DeepSpeed AutoTP" in cpu.reason
+
+
+def test_vllm_replica_shards_over_its_tp_gpus(tiny_model_dir, monkeypatch):
+    """--tp N with vLLM: the worker asks vLLM for N-way tensor parallelism on its own GPUs (mp executor)."""
+    import vllm
+
+    from harness.distributed.spec import BackendSpec
+    from harness.engines import make_engine
+
+    seen = {}
+
+    class Captured(Exception):
+        pass
+
+    def fake_llm(model, **kwargs):
+        seen.update(kwargs)
+        raise Captured
+
+    monkeypatch.setattr(vllm, "LLM", fake_llm)
+    spec = BackendSpec(str(tiny_model_dir), "tiny", "tulu", engine="vllm", tp=4)
+    kwargs = spec.worker_kwargs(threads=1, device="cuda")
+    assert kwargs["tp"] == 4 and "tp" not in BackendSpec(str(tiny_model_dir), "tiny", "tulu", tp=4).worker_kwargs(1, "cpu")
+    with pytest.raises(Captured):
+        make_engine("vllm", str(tiny_model_dir), model_name="tiny", tensor_parallel_size=kwargs["tp"])
+    assert seen["tensor_parallel_size"] == 4 and seen["distributed_executor_backend"] == "mp"
+    seen.clear()
+    with pytest.raises(Captured):
+        make_engine("vllm", str(tiny_model_dir), model_name="tiny")
+    assert "tensor_parallel_size" not in seen  # one GPU or CPU: vLLM's defaults
