@@ -138,20 +138,18 @@ class RunLifecycle:
         """Write the ``running`` row (:meth:`start` does it for you)."""
         self._write_run("running")
 
-    def commit_samples(self, shard_id: int, rows: list[dict], score: bool = True) -> int:
+    def commit_samples(self, shard_id: int, rows: list[dict]) -> int:
         """Write the rows whose key is not committed yet (one atomic shard file); returns how many.
 
-        ``score``: add the per-row metric columns (:func:`harness.metrics.stored.commit_columns`),
+        Each row gets its per-row metric columns here (:func:`harness.metrics.stored.commit_columns`),
         so every later summary reads them instead of re-scoring text.
         """
+        from harness.metrics.stored import commit_columns
+
         rows = [r for r in rows if r["key"] not in self.seen]
         if not rows:
             return 0
-        if score:
-            from harness.metrics.stored import commit_columns
-
-            rows = commit_columns(rows)
-        self.store.write_samples(self.run_id, shard_id, rows)
+        self.store.write_samples(self.run_id, shard_id, commit_columns(rows))
         self.seen.update(r["key"] for r in rows)
         self.committed += len(rows)
         return len(rows)

@@ -184,7 +184,7 @@ def _run_lm_eval(plan: Plan, life: RunLifecycle, tasks: list[str], first_shard: 
     rows, metric_rows = evaluate_tasks([t[len(LM_EVAL_PREFIX):] for t in tasks], life.backend, plan)
     for n, task in enumerate(tasks):
         task_rows = [finish(r | {"task": task}) for r in rows if r["task"] == task[len(LM_EVAL_PREFIX):]]
-        life.commit_samples(first_shard + n, task_rows, score=False)
+        life.commit_samples(first_shard + n, task_rows)
     return [m | {"run_id": plan.run_id, "task": LM_EVAL_PREFIX + m["task"]} for m in metric_rows]
 
 
