@@ -160,31 +160,33 @@ class BatchRules:
                 self.requests[a] = rb
 
     # -- logits ----------------------------------------------------------------------------
+    @staticmethod
+    def _absorb(req: _Request) -> None:
+        """Fold the tokens generated since the last step into the request's seen-set (incremental)."""
+        if len(req.output) <= req.absorbed:
+            return
+        tokens = req.output[req.absorbed:]
+        absorb(req.expert, req.seen, req.steady, torch.tensor([tokens], dtype=torch.long))
+        req.absorbed = len(req.output)
+        scope = req.expert.scope_name()
+        if req.anchors is not None and req.anchors.feed(tokens, scope):  # a generated tag moved the window
+            history = req.prompt + req.output[:req.absorbed]
+            req.seen, req.steady = scope_state(req.expert, [history[req.anchors.window(scope):]])
+
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         """Add each request's rule scores to its row of ``logits`` (num_requests, V), fp32."""
         if not self.requests:
             return logits
         if logits.shape[-1] != self.vocab_size:
             raise HarnessError(f"rule expert: model produced {logits.shape[-1]} logits, expected {self.vocab_size}")
-        groups: dict[tuple[str, str], list[int]] = {}
         for index, req in self.requests.items():
-            if index < logits.shape[0]:
-                groups.setdefault((req.expert.spec.spec_hash(), req.combine), []).append(index)
-        for indices in groups.values():
-            indices.sort()
-            reqs = [self.requests[i] for i in indices]
-            for req in reqs:  # incremental: only tokens generated since the last step
-                if len(req.output) > req.absorbed:
-                    tokens = req.output[req.absorbed:]
-                    absorb(req.expert, req.seen, req.steady, torch.tensor([tokens], dtype=torch.long))
-                    req.absorbed = len(req.output)
-                    scope = req.expert.scope_name()
-                    if req.anchors is not None and req.anchors.feed(tokens, scope):  # a generated tag moved the window
-                        history = req.prompt + req.output[:req.absorbed]
-                        req.seen, req.steady = scope_state(req.expert, [history[req.anchors.window(scope):]])
-            rows = torch.tensor(indices, dtype=torch.long, device=logits.device)
-            seen = torch.cat([r.seen for r in reqs]).to(logits.device)
-            steady = torch.cat([r.steady for r in reqs]).to(logits.device)
-            ts = [r.step() for r in reqs]
-            logits[rows] = apply_rules(logits[rows].float(), reqs[0].expert, seen, steady, ts, reqs[0].combine)
+            if index >= logits.shape[0]:
+                continue
+            self._absorb(req)
+            row = logits[index: index + 1]  # a view: the rules are added in place, no gather or scatter
+            base = row if row.dtype == torch.float32 else row.float()
+            out = apply_rules(base, req.expert, req.seen.to(logits.device), req.steady.to(logits.device),
+                              [req.step()], req.combine)
+            if out.data_ptr() != row.data_ptr():  # logsoftmax-sum, the start rule's first step, non-fp32 logits
+                row.copy_(out)
         return logits
