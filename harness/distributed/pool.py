@@ -29,13 +29,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, OutOfMemoryError, RayActorError, RayTaskError
 
 from harness.distributed.worker import LOAD_FAILED
 from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)
-_WORKER_LOST = (RayActorError, ActorDiedError, ActorUnavailableError)
+# a replica process that is gone: died, unreachable, or killed by Ray's memory monitor (restart it, requeue its shards)
+_WORKER_LOST = (RayActorError, ActorDiedError, ActorUnavailableError, OutOfMemoryError)
 
 
 class ReplicasLost(HarnessError):
