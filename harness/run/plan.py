@@ -225,17 +225,20 @@ def check_task_fields(tasks) -> None:
         check_native(t)
 
 
-def generation_groups(plan: Plan, items: list[PromptItem]) -> list[tuple[DecodingParams, list[Variant], list[PromptItem]]]:
+def generation_groups(plan: Plan, items: list[PromptItem], done: set[str] | frozenset = frozenset()
+                      ) -> list[tuple[DecodingParams, list[Variant], list[PromptItem]]]:
     """(decoding, variants, items) groups: one generate call per distinct decoding.
 
     A prompt's variants with the same settings stay in one group (paired batches); a
-    variant with its own cap runs in its own group.
+    variant with its own cap runs in its own group. Pairs whose content key is in ``done``
+    (already committed) are left out, so a resumed run generates only what is missing.
     """
     groups: dict[tuple, list[PromptItem]] = {}
     for item in items:
         by_decoding: dict[DecodingParams, list[Variant]] = {}
         for v in plan.variants:
-            by_decoding.setdefault(plan.decoding_for(item, v), []).append(v)
+            if plan.keys[(item.task, item.sample_id, v.name)] not in done:
+                by_decoding.setdefault(plan.decoding_for(item, v), []).append(v)
         for decoding, variants in by_decoding.items():
             groups.setdefault((decoding, tuple(variants)), []).append(item)
     return [(d, list(vs), its) for (d, vs), its in groups.items()]

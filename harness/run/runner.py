@@ -108,7 +108,7 @@ def _generate_and_summarise(plan: Plan, life: RunLifecycle, progress: bool) -> R
     if todo or lm_todo:
         log.info("run %s: %d of %d prompts to generate", plan.run_id, len(todo), len(plan.items))
         groups, next_shard = [], 0
-        for decoding, variants, items in generation_groups(plan, todo):
+        for decoding, variants, items in generation_groups(plan, todo, life.seen):
             shards = make_shards(items, cfg.batch_size, first_id=next_shard)
             next_shard += len(shards)
             groups.append((decoding, variants, shards))

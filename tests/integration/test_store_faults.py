@@ -134,3 +134,24 @@ def test_a_model_that_cannot_load_leaves_no_runs_row_or_manifest(tiny_model_dir,
     with pytest.raises(RuntimeError, match="out of memory"):
         execute(RunConfig.from_sources(None, FLAGS | {"store": str(kept)}), progress=False)
     assert not (kept / "runs").exists() and not (kept / "manifests").exists() and not (kept / "samples").exists()
+
+
+def test_a_resumed_run_generates_only_the_missing_pairs(tiny_model_dir, tmp_path, monkeypatch):
+    """A prompt with some variants committed regenerates none of them (not even to drop them at commit)."""
+    from harness.distributed.executor import Backend
+
+    asked: list[tuple[str, str]] = []
+    original = Backend.run
+
+    def counting(self, shards, commit, variants=None, decoding=None):
+        asked.extend((i.sample_id, v.name) for s in shards for i in s.items for v in variants)
+        return original(self, shards, commit, variants, decoding)
+
+    monkeypatch.setattr(Backend, "run", counting)
+    flags = FLAGS | {"store": str(tmp_path), "limit": 2, "variants": "none,rules"}
+    execute(RunConfig.from_sources(None, flags), progress=False)
+    assert len(asked) == 4
+    asked.clear()
+    grown = execute(RunConfig.from_sources(None, flags | {"variants": "none,rules,rules:eos-uniform"}), progress=False)
+    assert sorted(v for _, v in asked) == ["rules:eos-uniform"] * 2  # none and rules were committed already
+    assert grown.generated == 2 and grown.num_rows == 6
