@@ -29,12 +29,22 @@ def rate_row(run_id: str, key: dict, metric: str, k: int, n: int, **details) -> 
     }
 
 
-def mean_row(run_id: str, key: dict, metric: str, n: int, mean: float | None, std: float | None, **details) -> dict:
-    """One ``metrics`` row for a mean with its Student-t interval (null when n == 0)."""
+def mean_row(run_id: str, key: dict, metric: str, n: int, mean: float | None, std: float | None,
+             support: tuple[float, float] = (-math.inf, math.inf), **details) -> dict:
+    """One ``metrics`` row for a mean with its Student-t interval (null when n == 0).
+
+    ``support``: the values the measure can take; the interval is cut to it (a mean of
+    token counts has no CI below 0, however heavy the tail that widened it).
+
+    >>> r = mean_row("r", {}, "mean_output_tokens", 3, 100.0, 150.0, support=(0, math.inf))
+    >>> r["ci_low"], round(r["ci_high"], 1)
+    (0, 472.6)
+    """
     if n == 0 or mean is None:
         lo = hi = mean = std = None
     else:
         lo, hi = t_mean_ci(n, mean, std or 0.0)
+        lo, hi = max(lo, support[0]), min(hi, support[1])
     return {
         "run_id": run_id, **key, "metric": metric, "value": mean, "n": n,
         "ci_low": lo, "ci_high": hi, "details": json.dumps({"std": std, **details}),

@@ -60,6 +60,7 @@ from harness.store.schema import SCHEMA_VERSION, file_version, from_rows
 
 RATE_METRICS = {"eos_rate": "eos", "echo_rate": "echo", "role_tag_rate": "role_tag", "refusal_rate": "refusal"}
 MEAN_METRICS = {"mean_output_tokens": "output_tokens", "distinct_2": "distinct_2"}
+MEAN_SUPPORT = {"mean_output_tokens": (0.0, math.inf), "distinct_2": (0.0, 1.0)}  # CIs are cut to these
 METRIC_ORDER = (
     "eos_rate", "mean_output_tokens", "echo_rate", "role_tag_rate", "distinct_2", "refusal_rate", "error_rate",
 )
@@ -113,7 +114,8 @@ def _rows(acc: dict[tuple, dict], run_id: str, style: bool) -> pa.Table:
         for metric, c in MEAN_METRICS.items():
             n, mean, m2 = g[c]
             std = math.sqrt(m2 / (n - 1)) if n > 1 else None
-            by_metric[metric] = mean_row(run_id, key, metric, n, mean if n else None, std, undefined=g["n_ok"] - n)
+            by_metric[metric] = mean_row(run_id, key, metric, n, mean if n else None, std, support=MEAN_SUPPORT[metric],
+                                         undefined=g["n_ok"] - n)
         by_metric["error_rate"] = rate_row(run_id, key, "error_rate", g["rows"] - g["ok"], g["rows"])
         rows += [by_metric[m] for m in METRIC_ORDER]
         if style:
