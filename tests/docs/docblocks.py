@@ -142,6 +142,9 @@ SKIPS: list[tuple[str, str, str]] = [
     ("docs/results.md", "harness run configs/paper.yaml --model gemma-3-270m", "the paper's 8192-token caps need "
      "a context above 8k; the tiny stand-in has 2k (tests/integration/test_paper_protocol.py dry-runs paper.yaml "
      "on a 16k-context tiny model)"),
+    ("docs/results.md", "harness judge gemma-3-270m-44c851ac36", "judges §6.1's AlpacaEval run against its reference "
+     "answers; the page's newest stand-in run is instructions-mini, which has none (tests/integration/test_judges.py "
+     "covers --against-references and the LC win rate)"),
     ("docs/results.md", "--run-id anchor-prompt", "the paper's 8192-token caps need a context above 8k; the "
      "tiny stand-in has 2k (tests/integration/test_anchor_reference.py covers both anchorings)"),
     ("docs/finetune.md", "exs, stats = build(\"poetry\"", "trains a second time (Ray Train) and reads a "
