@@ -83,7 +83,6 @@ class RunLifecycle:
         self.backend = None
         self.seen: set[str] = set()
         self.committed = 0  # rows committed by this writer
-        self.timings: dict = {}
         self._lock = RunLock(self.root, self.run_id)
         self._fresh = not self.root.exists()
         self._status: str | None = None
@@ -166,13 +165,14 @@ class RunLifecycle:
         """Seconds since this lifecycle was made."""
         return time.perf_counter() - self._t0
 
+    def timings(self) -> dict:
+        """The backend's timings (load, per replica, retries) plus ``wall_seconds`` so far."""
+        return dict(self.backend.timings if self.backend is not None else {}) | {"wall_seconds": self.elapsed()}
+
     # -- helpers ---------------------------------------------------------------------------
     def _write_run(self, status: str, num_samples: int | None = None) -> None:
         ident = self.identity
-        timings = dict(self.backend.timings) if self.backend is not None else {}
-        timings |= self.timings
-        if status != "running":
-            timings.setdefault("wall_seconds", self.elapsed())
+        timings = self.timings()
         self.store.write_run(self.run_id, {
             "created_at": self.created,
             "finished_at": None if status == "running" else datetime.now(timezone.utc).isoformat(),

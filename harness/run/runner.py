@@ -133,7 +133,7 @@ def _generate_and_summarise(plan: Plan, life: RunLifecycle, progress: bool) -> R
     life.merge_metrics(metrics)  # rows of judge, similarity and earlier lm-eval passes survive
     metrics = read_table(cfg.store, "metrics", plan.run_id)
     life.finish(samples.num_rows)
-    timings = dict(life.backend.timings if life.backend else {}) | {"wall_seconds": life.elapsed()}
+    timings = life.timings()
     return RunResult(plan.run_id, Path(cfg.store), samples.num_rows, life.committed,
                      format_summary(metrics) + summary_line(metrics), timings, plan.engine)
 
